@@ -1,5 +1,6 @@
 """Shared pytest set-up: offline everywhere, and test fixtures built once per session."""
 import os
+from pathlib import Path
 
 # Nothing in the tests may reach the Hub or W&B's servers.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -7,3 +8,41 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest
+
+SAMPLE_DIR = Path(__file__).resolve().parents[1] / "asr_finetuner" / "sample_data" / "it"
+TINY_WINDOW_SECONDS = 5  # covers every bundled clip (at most 4.6 s); 6x less work than the real 30 s
+
+
+@pytest.fixture(scope="session")
+def sample_dir():
+    "The bundled Italian sample: train/, validation/, test/ with metadata.csv each."
+    return SAMPLE_DIR
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    "A tiny random multilingual Whisper (short window) saved like a Hub checkpoint, built once per session."
+    from asr_finetuner.whisper import build_tiny_whisper
+    out = tmp_path_factory.mktemp("models") / "tiny-whisper"
+    build_tiny_whisper(out, language="it", window_seconds=TINY_WINDOW_SECONDS, seed=0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir_30s(tmp_path_factory):
+    "A tiny random Whisper with the real 30 s window, for the tests where the window is the point."
+    from asr_finetuner.whisper import build_tiny_whisper
+    out = tmp_path_factory.mktemp("models") / "tiny-whisper-30s"
+    build_tiny_whisper(out, language="it", window_seconds=30, seed=0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir_128(tmp_path_factory):
+    "A tiny random Whisper with 128 mel bins (large-v3's front end)."
+    from asr_finetuner.whisper import build_tiny_whisper
+    out = tmp_path_factory.mktemp("models") / "tiny-whisper-128"
+    build_tiny_whisper(out, language="it", window_seconds=TINY_WINDOW_SECONDS, num_mel_bins=128, seed=0)
+    return out
