@@ -181,3 +181,14 @@ def test_cli_error_for_a_model_that_does_not_exist(tmp_path, sample_dir):
     r = subprocess.run([str(BIN), "preprocess", "--artifact_name", "x", "--model_id", str(tmp_path / "nope"),
                         "--dataset_name", str(sample_dir), "--artifacts_dir", str(tmp_path)], capture_output=True, text=True)
     assert r.returncode == 2 and "does not exist" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_wandb_logs_the_artifact_offline(tmp_path, tiny_model_dir, hub_repo, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    run(tmp_path, tiny_model_dir, hub_repo, artifact_name="it-wandb", max_train_samples=4, max_eval_samples=2, wandb=True)
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    logged = b"".join(p.read_bytes() for p in runs[0].rglob("*.wandb"))
+    assert b"it-wandb" in logged and b"manifest.json" in logged
