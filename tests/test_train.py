@@ -1,0 +1,180 @@
+"""The train job end to end on a tiny model: outputs, overfitting, artifact checks, DDP, resume after kill -9, push."""
+import csv, json, os, shutil, signal, subprocess, sys, time
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+
+from asr_finetuner.config import InputError
+from asr_finetuner.preprocess import preprocess
+from asr_finetuner.text import asr_metrics
+from asr_finetuner.train import train
+
+BIN = Path(sys.executable).parent / "asr-finetuner"
+TORCHRUN = Path(sys.executable).parent / "torchrun"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def datasets_cache(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path_factory.mktemp("hf_datasets_cache"))
+        yield
+
+
+@pytest.fixture(scope="module")
+def arts(tmp_path_factory):
+    return tmp_path_factory.mktemp("artifacts")
+
+
+@pytest.fixture(scope="module")
+def sample_artifact(arts, tiny_model_dir, sample_dir):
+    "A small artifact of the bundled sample, made once for this module."
+    preprocess(artifact_name="it-small", model_id=str(tiny_model_dir), dataset_name=str(sample_dir),
+               max_train_samples=32, max_eval_samples=8, artifacts_dir=str(arts), num_proc=1)
+    return "it-small"
+
+
+@pytest.fixture(scope="module")
+def overfit_artifact(arts, tiny_model_dir, sample_dir, tmp_path_factory):
+    "Four clips that are both the training and the evaluation split: a model that learns must overfit them."
+    d = tmp_path_factory.mktemp("overfit")
+    with open(sample_dir / "train" / "metadata.csv", encoding="utf-8", newline="") as f:
+        rows = [r for r in csv.DictReader(f)][:4]
+    with open(d / "m.csv", "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f); w.writerow(["path", "text", "split"])
+        for split in ("train", "test"):
+            for r in rows: w.writerow([str(sample_dir / "train" / r["file_name"]), r["transcription"], split])
+    preprocess(artifact_name="it-overfit", model_id=str(tiny_model_dir), dataset_name=str(d / "m.csv"), artifacts_dir=str(arts), num_proc=1)
+    return "it-overfit", str(d / "m.csv")
+
+
+def params(tiny_model_dir, sample_dir, arts, out, **kw):
+    base = dict(model_name="tiny-it", model_id=str(tiny_model_dir), dataset_name=str(sample_dir), artifact_name="it-small",
+                artifacts_dir=str(arts), output_dir=str(out), max_steps=6, eval_steps=3, save_steps=3, logging_steps=1,
+                warmup_steps=0, train_batch_size=4, eval_batch_size=8, learning_rate=1e-3, generation_max_length=24)
+    return {**base, **kw}
+
+
+def test_train_writes_a_complete_model_folder(tmp_path, tiny_model_dir, sample_dir, arts, sample_artifact):
+    out = tmp_path / "out"
+    with pytest.warns(UserWarning, match="save_steps=100 is above max_steps=6"):
+        m = train(**params(tiny_model_dir, sample_dir, arts, out, save_steps=100))
+    from asr_finetuner.whisper import load_model, load_processor
+    model, processor = load_model(out), load_processor(out)
+    assert model.generation_config.language == "it" and model.generation_config.forced_decoder_ids is None
+    assert (out / "preprocessor_config.json").is_file() and (out / "tokenizer.json").is_file()
+    assert [p.name for p in out.glob("checkpoint-*")] == ["checkpoint-6"]
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["step_0"]["step"] == 0 and [e["step"] for e in saved["evaluations"]] == [0, 3, 6]
+    for k in ("wer", "wer_normalized", "cer", "repetition_rate"):
+        assert 0 <= saved["final"][k] and 0 <= saved["step_0"][k]
+    assert saved["train_samples_per_second"] > 0 and saved["eval_real_time_factor"] > 0 and saved["peak_memory_mb"] > 0
+    preds = [json.loads(l) for l in (out / "predictions.jsonl").read_text().splitlines()]
+    assert len(preds) == 8 and all({"source", "reference", "prediction", "wer"} <= p.keys() for p in preds)
+    assert abs(asr_metrics([p["prediction"] for p in preds], [p["reference"] for p in preds])["wer"] - saved["final"]["wer"]) < 1e-9
+    assert json.loads((out / "train_config.json").read_text())["max_steps"] == 6
+    card = (out / "README.md").read_text()
+    assert "model-index:" in card and "automatic-speech-recognition" in card
+    assert (out / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_tiny_model_overfits_a_few_clips(tmp_path, tiny_model_dir, arts, overfit_artifact):
+    name, dataset = overfit_artifact
+    m = train(model_name="overfit", model_id=str(tiny_model_dir), dataset_name=dataset, artifact_name=name,
+              artifacts_dir=str(arts), output_dir=str(tmp_path / "out"), max_steps=120, eval_steps=1000, save_steps=1000,
+              logging_steps=20, warmup_steps=10, train_batch_size=4, eval_batch_size=4, learning_rate=3e-3, generation_max_length=32)
+    assert m["step_0"]["wer"] > 0.9
+    assert m["final"]["wer"] < 0.1, m["final"]
+
+
+def test_artifact_that_does_not_fit_is_refused(tmp_path, tiny_model_dir, tiny_model_dir_128, sample_dir, arts, sample_artifact):
+    p = params(tiny_model_dir, sample_dir, arts, tmp_path / "out")
+    with pytest.raises(InputError, match="has 80 mel bins but .* takes 128"):
+        train(**{**p, "model_id": str(tiny_model_dir_128)})
+    with pytest.raises(InputError, match="was made with dataset_name="):
+        train(**{**p, "dataset_name": "someone/else"})
+    with pytest.raises(InputError, match="was made with language='Italian', not 'German'"):
+        train(**{**p, "language": "de"})
+    with pytest.raises(InputError, match="was made with task='transcribe'"):
+        train(**{**p, "task": "translate"})
+    with pytest.raises(InputError, match="above the artifact's"):
+        train(**{**p, "max_sequence_length": 300})
+    with pytest.raises(InputError, match="run the preprocess job"):
+        train(**{**p, "artifact_name": "missing"})
+
+
+def test_push_sends_the_complete_folder_and_no_secret(tmp_path, tiny_model_dir, sample_dir, arts, sample_artifact, monkeypatch):
+    from huggingface_hub import HfApi
+    secret = "hf_TESTSECRET0123456789"
+    monkeypatch.setenv("HF_TOKEN", secret)
+    sent = {}
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: f"https://huggingface.co/{repo_id}")
+    def upload_folder(self, repo_id, folder_path, ignore_patterns=None, **kw):
+        from huggingface_hub.utils import filter_repo_objects
+        files = [p for p in Path(folder_path).rglob("*") if p.is_file()]
+        rel = [str(p.relative_to(folder_path)) for p in files]
+        sent.update(repo_id=repo_id, files=list(filter_repo_objects(rel, ignore_patterns=ignore_patterns)), folder=folder_path)
+    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    m = train(**params(tiny_model_dir, sample_dir, arts, tmp_path / "out", model_name="me/tiny-it", push_to_hub=True, max_steps=2))
+    assert sent["repo_id"] == "me/tiny-it" and m["pushed_to"].endswith("me/tiny-it")
+    for f in ("model.safetensors", "config.json", "generation_config.json", "tokenizer.json", "preprocessor_config.json",
+              "README.md", "metrics.json", "train_config.json", "predictions.jsonl"):
+        assert f in sent["files"], f
+    assert not any(f.startswith("checkpoint-") or f == ".lock" for f in sent["files"])
+    for f in Path(sent["folder"]).rglob("*"):
+        if f.is_file(): assert secret.encode() not in f.read_bytes(), f
+
+
+def test_two_trainings_in_one_folder_are_refused(tmp_path, tiny_model_dir, sample_dir, arts, sample_artifact):
+    from asr_finetuner.train import OutputLock
+    out = tmp_path / "out"
+    with OutputLock(out):
+        with pytest.raises(InputError, match="Another training is writing to"):
+            train(**params(tiny_model_dir, sample_dir, arts, out))
+
+
+def cli_args(p):
+    return [a for k, v in p.items() for a in (f"--{k}", str(v))]
+
+
+def losses(out):
+    state = json.loads(max(Path(out).glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name.split("-")[1])).read_text())
+    return {h["step"]: h["loss"] for h in state["log_history"] if "loss" in h}
+
+
+def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path, tiny_model_dir, sample_dir, arts, sample_artifact):
+    p = params(tiny_model_dir, sample_dir, arts, tmp_path / "straight", max_steps=12, save_steps=4, eval_steps=1000,
+               eval_batch_size=8, generation_max_length=4)
+    train(**p)
+    reference = losses(tmp_path / "straight")
+    killed = {**p, "output_dir": str(tmp_path / "killed")}
+    log = open(tmp_path / "killed.log", "w")
+    proc = subprocess.Popen([str(BIN), "train", *cli_args(killed)], stdout=log, stderr=log, start_new_session=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None and not list((tmp_path / "killed").glob("checkpoint-*/trainer_state.json")): time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be killed: " + (tmp_path / "killed.log").read_text()[-2000:]
+    os.killpg(proc.pid, signal.SIGKILL); proc.wait()
+    assert not (tmp_path / "killed" / "metrics.json").exists()
+    m = train(**killed)
+    assert m["steps"] == 12
+    resumed = losses(tmp_path / "killed")
+    assert sorted(resumed) == sorted(reference) == list(range(1, 13))
+    for step in reference: assert abs(resumed[step] - reference[step]) < 1e-4, (step, resumed[step], reference[step])
+
+
+def test_ddp_with_two_cpu_processes(tmp_path, tiny_model_dir, sample_dir, arts, sample_artifact):
+    out = tmp_path / "ddp"
+    p = params(tiny_model_dir, sample_dir, arts, out, max_steps=4, eval_steps=2, save_steps=2, train_batch_size=2)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([str(TORCHRUN), "--nproc_per_node", "2", "--master_port", "29533", str(BIN), "train", *cli_args(p)],
+                       capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.count("Model tiny-it saved to") == 1, r.stdout  # one process writes the outputs
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["steps"] == 4 and [e["step"] for e in m["evaluations"]] == [0, 2, 4]
+    preds = [json.loads(l) for l in (out / "predictions.jsonl").read_text().splitlines()]
+    assert len(preds) == 8 and len({x["source"] for x in preds}) == 8  # every eval clip once, none twice
+    assert abs(m["evaluations"][-1]["wer"] - m["final"]["wer"]) < 1e-9  # the ranks' gathered eval agrees with the final one
+    state = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())
+    assert state["train_batch_size"] == 2 and state["global_step"] == 4
