@@ -15,13 +15,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import Audio, Dataset, DatasetDict, Features, IterableDataset, IterableDatasetDict, Value
 
+import asr_finetuner
 from .config import InputError
 
 # %% auto #0
 __all__ = ['FEATURES', 'AUDIO_COLUMNS', 'TEXT_COLUMNS', 'EVAL_SPLITS', 'EVAL_FRACTION', 'MANIFEST_SUFFIXES', 'METADATA_FILES',
-           'OPENERS', 'pick_column', 'pick_splits', 'pick_config', 'audiofolder_splits', 'source_kind', 'read_manifest',
-           'rows_to_dataset', 'group_by_split', 'check_features', 'standardize', 'column_names', 'carve_eval',
-           'hub_errors', 'pick_columns', 'load_splits', 'load_source']
+           'OPENERS', 'SAMPLE_DATASETS', 'pick_column', 'pick_splits', 'pick_config', 'audiofolder_splits',
+           'source_kind', 'read_manifest', 'rows_to_dataset', 'group_by_split', 'check_features', 'standardize',
+           'column_names', 'carve_eval', 'hub_errors', 'pick_columns', 'load_splits', 'resolve_dataset_name',
+           'load_source']
 
 # %% ../nbs/04_sources.ipynb #2685aed2
 FEATURES = Features({"audio": Audio(decode=False), "text": Value("string")})
@@ -319,6 +321,14 @@ def load_splits(load:Callable,             # loads one split by name, with its o
     ev = load(eval_name)
     return train, standardize(ev, *pick_columns(ev, a, t)), a, t
 
+# %% ../nbs/04_sources.ipynb #0622808b
+SAMPLE_DATASETS = {"builtin:sample-it": Path(asr_finetuner.__file__).parent / "sample_data" / "it"}
+
+def resolve_dataset_name(dataset_name:str, # a dataset name as the user gave it
+                        )->str: # the folder of a bundled sample, or `dataset_name` unchanged
+    "Replace the name of a bundled sample by its folder."
+    return str(SAMPLE_DATASETS[dataset_name]) if dataset_name in SAMPLE_DATASETS else dataset_name
+
 # %% ../nbs/04_sources.ipynb #a7d654c8
 def load_source(dataset_name:str,             # Hub dataset id, or a local folder, manifest file (CSV/TSV/JSONL) or saved dataset
                 language_code:str="it",       # Hub config name (for local sources only recorded)
@@ -332,8 +342,8 @@ def load_source(dataset_name:str,             # Hub dataset id, or a local folde
                 seed:int=42,                  # seed of the eval carve-out, when there is no eval split
                )->tuple[DatasetDict|IterableDatasetDict, dict]: # splits "train" and "eval" with `FEATURES`; what was read
     "Read any supported source as `train` and `eval` splits of `audio` and `text`, and say where they came from."
-    kind = source_kind(dataset_name)
-    splits, load, extra = OPENERS[kind](dataset_name, language_code=language_code, dataset_config=dataset_config,
+    kind = source_kind(resolve_dataset_name(dataset_name))
+    splits, load, extra = OPENERS[kind](resolve_dataset_name(dataset_name), language_code=language_code, dataset_config=dataset_config,
                                         audio_column=audio_column, streaming=streaming, revision=revision)
     train_name, eval_name = pick_splits(splits, train_split, eval_split)
     train, ev, a, t = load_splits(load, train_name, eval_name, audio_column, text_column, seed)

@@ -8,23 +8,23 @@ convert it out, edit, convert it back, then `nbdev_clean` and `nbdev_export`.
     python scripts/nbpy.py to-py nbs/00_config.ipynb /tmp/00_config.py
 
 Cells start with `# %%`; `# %% [markdown]` marks a markdown cell (each line prefixed by `# `);
-`# %% tags=["parameters"]` sets cell tags.
+`# %% tags=["parameters"]` sets cell tags; `id=...` keeps a cell's id (new cells get one from nbdev_clean).
 """
-import json, re, sys
+import json, re, sys, uuid
 import nbformat
 
-_HEAD = re.compile(r'^# %%(?P<md> \[markdown\])?(?: tags=(?P<tags>\[.*\]))?\s*$')
+_HEAD = re.compile(r'^# %%(?P<md> \[markdown\])?(?: tags=(?P<tags>\[.*?\]))?(?: id=(?P<id>[\w-]+))?\s*$')
 
 def py_to_nb(text: str) -> nbformat.NotebookNode:
     "Parse percent-format `text` into a notebook."
     nb = nbformat.v4.new_notebook()
-    nb.nbformat_minor = 4  # no cell ids: nbdev_clean removes them anyway
+    nb.nbformat_minor = 5
     nb.metadata = {"kernelspec": {"display_name": "python3", "language": "python", "name": "python3"}}
     cells, cur = [], None
     for line in text.splitlines():
         m = _HEAD.match(line)
         if m:
-            cur = {"md": bool(m["md"]), "tags": json.loads(m["tags"]) if m["tags"] else [], "lines": []}
+            cur = {"md": bool(m["md"]), "tags": json.loads(m["tags"]) if m["tags"] else [], "id": m["id"], "lines": []}
             cells.append(cur)
         elif cur is not None: cur["lines"].append(line)
     for c in cells:
@@ -36,7 +36,8 @@ def py_to_nb(text: str) -> nbformat.NotebookNode:
             cell = nbformat.v4.new_markdown_cell(src)
         else: cell = nbformat.v4.new_code_cell("\n".join(lines))
         if c["tags"]: cell.metadata["tags"] = c["tags"]
-        cell.pop("id", None)
+        if c["id"]: cell["id"] = c["id"]  # kept, so that exported modules do not change for nothing
+        else: cell["id"] = uuid.uuid4().hex[:8]
         nb.cells.append(cell)
     return nb
 
@@ -45,7 +46,8 @@ def nb_to_py(nb) -> str:
     out = []
     for cell in nb.cells:
         tags = cell.get("metadata", {}).get("tags")
-        head = "# %%" + (" [markdown]" if cell.cell_type == "markdown" else "") + (f" tags={json.dumps(tags)}" if tags else "")
+        head = ("# %%" + (" [markdown]" if cell.cell_type == "markdown" else "") + (f" tags={json.dumps(tags)}" if tags else "")
+                + (f" id={cell['id']}" if cell.get("id") else ""))
         body = cell.source
         if cell.cell_type == "markdown": body = "\n".join(("# " + l) if l else "#" for l in body.splitlines())
         out.append(head + "\n" + body + "\n")
