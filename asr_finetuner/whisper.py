@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_whisper.ipynb #1fed9ef3
 from __future__ import annotations
-import base64, gzip, hashlib, json, os
+import base64, gzip, hashlib, json, os, shutil
 from functools import lru_cache
 from pathlib import Path
 
@@ -17,9 +17,10 @@ from transformers.models.whisper.tokenization_whisper import LANGUAGES
 from .config import InputError, TASKS, language_code_of, language_name
 
 # %% auto #0
-__all__ = ['ASSETS', 'TIKTOKEN_FILE', 'WHISPER_LANGUAGES', 'CONTROL_TOKENS', 'read_tiktoken_ranks', 'special_tokens',
-           'build_whisper_tokenizer', 'vocabulary_hash', 'multilingual_generation_config', 'set_language_and_task',
-           'tiny_whisper_config', 'build_processor', 'build_tiny_whisper', 'load_processor', 'load_model']
+__all__ = ['ASSETS', 'TIKTOKEN_FILE', 'WHISPER_LANGUAGES', 'CONTROL_TOKENS', 'BUILTIN_MODELS', 'read_tiktoken_ranks',
+           'special_tokens', 'build_whisper_tokenizer', 'vocabulary_hash', 'multilingual_generation_config',
+           'set_language_and_task', 'tiny_whisper_config', 'build_processor', 'build_tiny_whisper', 'builtin_model_dir',
+           'load_processor', 'load_model']
 
 # %% ../nbs/03_whisper.ipynb #4e00f916
 ASSETS = Path(__file__).parent / "assets" if "__file__" in globals() else Path("../asr_finetuner/assets")
@@ -131,8 +132,27 @@ def build_tiny_whisper(out_dir:str|Path|None=None, # folder to save the model an
         processor.save_pretrained(out_dir)
     return model, processor
 
+# %% ../nbs/03_whisper.ipynb #1fa99ea6
+BUILTIN_MODELS = {
+    "builtin:whisper-tiny": dict(d_model=64, layers=2, heads=4, window_seconds=5),
+    "builtin:whisper-demo": dict(d_model=128, layers=2, heads=4, window_seconds=5),
+}
+
+def builtin_model_dir(name:str, # a key of `BUILTIN_MODELS`
+                     )->Path: # the model's folder, built if it was not there
+    "The folder of the built-in model `name`, built on first use."
+    root = Path(os.environ.get("ASR_FINETUNER_CACHE", Path.home() / ".cache" / "asr_finetuner")) / "models"
+    folder = root / name.split(":", 1)[1]
+    if not (folder / "config.json").is_file():
+        staging = root / f".{folder.name}.{os.getpid()}"
+        build_tiny_whisper(staging, seed=0, **BUILTIN_MODELS[name])
+        try: os.rename(staging, folder)
+        except OSError: shutil.rmtree(staging, ignore_errors=True)  # built meanwhile by another process
+    return folder
+
 # %% ../nbs/03_whisper.ipynb #2c30e1f2
 def _load(cls, model_id, what, **kwargs):
+    if model_id in BUILTIN_MODELS: model_id = str(builtin_model_dir(model_id))
     looks_local = str(model_id).startswith((".", "/", "~")) or os.path.sep in str(model_id) and Path(model_id).exists()
     if looks_local and not Path(model_id).expanduser().is_dir():
         raise InputError(f"Model folder {model_id} does not exist: give an existing folder or a Hub model id.")
