@@ -1,0 +1,96 @@
+#!/usr/bin/env python
+"""Write the job notebooks in nbs/jobs/ from the jobs' parameter sets.
+
+The parameters cell of each job notebook lists every parameter of its dataclass in
+`asr_finetuner.config`, with its type, default and help, so that the notebook, the CLI and the
+functions cannot drift apart (tests/test_jobs.py checks it). Run after changing a parameter set:
+
+    .venv/bin/python scripts/make_job_notebooks.py
+"""
+import typing
+from dataclasses import MISSING, fields
+from pathlib import Path
+
+import nbformat
+
+from asr_finetuner.config import _unwrap_optional
+
+JOBS = Path(__file__).resolve().parents[1] / "nbs" / "jobs"
+RUN_HINT = ("Run it in Jupyter (edit the parameters cell and run all), or as a batch job with papermill:\n\n"
+            "    papermill {job}.ipynb runs/{job}.ipynb -p NAME VALUE ...     # parameters one by one\n"
+            "    papermill {job}.ipynb runs/{job}.ipynb -f {job}.yaml         # the same YAML file as `asr-finetuner {job} --config`\n"
+            "    papermill --help-notebook {job}.ipynb                         # every parameter with its help\n\n"
+            "or `asr-finetuner run-notebook {job} -f {job}.yaml`, which keeps the executed notebook beside the outputs as "
+            "the run's record. Secrets (`HF_TOKEN`, `WANDB_API_KEY`) come from the environment or the login files: "
+            "never pass them as parameters, since papermill writes parameters into the executed notebook.")
+
+
+def type_name(anno):
+    inner, optional = _unwrap_optional(anno)
+    return f"Optional[{inner.__name__}]" if optional else inner.__name__  # papermill's parser reads no `int | None`
+
+
+def parameters_cell(cls, defaults):
+    hints = typing.get_type_hints(cls)
+    lines = ["from typing import Optional"]
+    for f in fields(cls):
+        value = defaults.get(f.name, None if f.default is MISSING else f.default)
+        lines.append(f"{f.name}: {type_name(hints[f.name])} = {value!r}  # {f.metadata.get('help', '')}")
+    return "\n".join(lines)
+
+
+def notebook(job, title, summary, cls, defaults, body):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata = {"kernelspec": {"display_name": "python3", "language": "python", "name": "python3"}}
+    md = nbformat.v4.new_markdown_cell(f"# {title}\n\n> {summary}\n\n" + RUN_HINT.format(job=job))
+    params = nbformat.v4.new_code_cell(parameters_cell(cls, defaults))
+    params.metadata["tags"] = ["parameters"]
+    cells = [md, params] + [nbformat.v4.new_markdown_cell(c[3:]) if c.startswith("## ") or c.startswith("MD:") else nbformat.v4.new_code_cell(c)
+                           for c in body]
+    for i, c in enumerate(cells): c["id"] = f"{job[:4]}{i:04d}"
+    nb.cells = cells
+    return nb
+
+
+def main():
+    from asr_finetuner.config import PreprocessConfig, TrainConfig
+    sample = dict(model_id="builtin:whisper-demo", dataset_name="builtin:sample-it")
+    jobs = {
+        "preprocess": ("Preprocess job", "A speech dataset in, a compact training artifact out.", PreprocessConfig,
+                       {**sample, "artifact_name": "it-sample", "if_exists": "overwrite"}, [
+            "from asr_finetuner.config import PreprocessConfig, make_config\n"
+            "from asr_finetuner.preprocess import preprocess\n"
+            "from asr_finetuner.reports import splits_table",
+            "MD:The parameters, validated (an invalid one stops here with a message that says what to fix):",
+            "config = make_config(PreprocessConfig, **{name: globals()[name] for name in PreprocessConfig.help()})\nconfig",
+            "manifest = preprocess(config)",
+            "MD:Rows kept and dropped per split, and where the artifact is:",
+            "splits_table(manifest)",
+            "print(manifest['path'], manifest['fingerprint'][:16])",
+        ]),
+        "train": ("Train job", "Fine-tune Whisper on an artifact, score it, and save a complete model folder.", TrainConfig,
+                  {**sample, "artifact_name": "it-sample", "model_name": "whisper-demo-it", "max_steps": 300, "eval_steps": 100,
+                   "save_steps": 100, "warmup_steps": 30, "logging_steps": 10, "learning_rate": 1e-3, "train_batch_size": 16,
+                   "eval_batch_size": 32, "generation_max_length": 40}, [
+            "from IPython.display import Image\n"
+            "from asr_finetuner.config import TrainConfig, make_config\n"
+            "from asr_finetuner.train import train\n"
+            "from asr_finetuner.reports import scores_table, show_worst",
+            "MD:The parameters, validated (an invalid one stops here with a message that says what to fix):",
+            "config = make_config(TrainConfig, **{name: globals()[name] for name in TrainConfig.help()})\nconfig",
+            "metrics = train(config)",
+            "MD:Scores of the base model (step 0) and of the fine-tuned model, in %:",
+            "scores_table(metrics)",
+            "Image(str(config.resolved_output_dir / 'training_curves.png'))",
+            "MD:The worst predictions of the final evaluation:",
+            "show_worst(config.resolved_output_dir, n=5)",
+        ]),
+    }
+    JOBS.mkdir(parents=True, exist_ok=True)
+    for job, spec in jobs.items():
+        nbformat.write(notebook(job, *spec), JOBS / f"{job}.ipynb")
+        print("wrote", JOBS / f"{job}.ipynb")
+
+
+if __name__ == "__main__":
+    main()
