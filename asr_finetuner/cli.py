@@ -12,7 +12,7 @@ from .config import (InputError, JobConfig, PreprocessConfig, TrainConfig, Evalu
                                   make_config, _unwrap_optional)
 
 # %% auto #0
-__all__ = ['COMMANDS', 'add_config_flags', 'build_parser', 'load_function', 'run_command', 'main']
+__all__ = ['COMMANDS', 'add_config_flags', 'build_parser', 'add_tool_commands', 'load_function', 'run_command', 'main']
 
 # %% ../nbs/09_cli.ipynb #1f0141c0
 COMMANDS = {
@@ -48,7 +48,25 @@ def build_parser()->argparse.ArgumentParser:
         p.add_argument("--config", metavar="FILE", help="YAML or JSON file of parameters (the same file papermill takes with -f)")
         p.add_argument("--debug", action="store_true", help="show the full traceback on errors")
         add_config_flags(p, cls)
+    add_tool_commands(sub)
     return parser
+
+def add_tool_commands(sub):
+    "The commands that are not jobs: the job notebooks and the demo."
+    p = sub.add_parser("notebooks", help="print the paths of the job notebooks, or copy them with --copy DIR")
+    p.add_argument("--copy", metavar="DIR", help="copy the job notebooks into DIR")
+    p = sub.add_parser("run-notebook", allow_abbrev=False,
+                       help="run a job notebook with papermill; the executed notebook is kept beside the job's outputs")
+    p.add_argument("job", choices=["preprocess", "train"], help="the job to run")
+    p.add_argument("--config", metavar="FILE", help="YAML or JSON file of parameters (papermill's -f file)")
+    p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                   help="a parameter, overriding the config file (repeat for several)")
+    p.add_argument("--output", metavar="FILE", help="also write the executed notebook here")
+    p = sub.add_parser("demo", help="preprocess the bundled sample, train a small model on it for a few minutes, evaluate")
+    p.add_argument("--max_steps", type=int, default=None, help="training steps (default: the demo's)")
+    p.add_argument("--output_root", default="outputs", help="folder for the demo's model and evaluation (default: outputs)")
+    for p in sub.choices.values():
+        if not any(a.dest == "debug" for a in p._actions): p.add_argument("--debug", action="store_true", help="show the full traceback on errors")
 
 # %% ../nbs/09_cli.ipynb #6292c92d
 def load_function(spec:str, # "module:function"
@@ -60,6 +78,15 @@ def load_function(spec:str, # "module:function"
 def run_command(args:argparse.Namespace, # parsed arguments of a job subcommand
                ):
     "Build the job's validated parameters from `args` (config file, then flags) and run the job."
+    if args.command in ("notebooks", "run-notebook"):
+        from asr_finetuner.jobs import JOB_CONFIGS, copy_job_notebooks, job_notebook, run_notebook
+    if args.command == "notebooks":
+        paths = copy_job_notebooks(args.copy) if args.copy else [job_notebook(j) for j in JOB_CONFIGS]
+        return print("\n".join(map(str, paths)))
+    if args.command == "run-notebook":
+        record = run_notebook(args.job, args.config, args.output, **dict(args.parameter))
+        return print(f"executed notebook kept at {record}")
+    if args.command == "demo": return load_function("asr_finetuner.jobs:demo")(max_steps=args.max_steps, output_root=args.output_root)
     cls, spec, _ = COMMANDS[args.command]
     flags = {f.name: getattr(args, f.name) for f in fields(cls)}
     cfg = make_config(cls, args.config, **flags)

@@ -207,7 +207,7 @@ class TrainConfig(JobConfig):
     lora_rank: int = param(32, "LoRA rank")
     num_beams: int = param(1, "beams for evaluation decoding")
     generation_max_length: int = param(225, "longest generated transcript in evaluation, in tokens")
-    wandb: bool = param(False, "log to Weights & Biases (WANDB_API_KEY or `wandb login`; WANDB_MODE=offline works)")
+    wandb: bool = param(False, "log to Weights & Biases (key from WANDB_API_KEY or `wandb login`; WANDB_MODE offline works)")
     wandb_project: str = param("asr-finetuner", "W&B project")
     push_to_hub: bool = param(False, "publish the model to the Hub under model_name (token from HF_TOKEN or login)")
     resume: bool = param(True, "resume from the last checkpoint in the output folder, if there is one")
