@@ -284,7 +284,7 @@ class TranscribeConfig(JobConfig):
     model_id: str = param(help="Hub id or local folder of the model (e.g. a train job's output folder)")
     audio: list[str] = param(help="audio files (WAV, FLAC, OGG, MP3), any length: --audio a.wav b.wav; "
                                   "in Python or a config file, a list or a comma-separated string")
-    language: Optional[str] = param(None, "language of the speech (name or code); none: Whisper detects it")
+    language: Optional[str] = param(None, "language of the speech (name or code); none: the model's own (a fine-tuned model's), else detected")
     task: str = param("transcribe", "transcribe, or translate into English", TASKS)
     output_format: str = param("text", "text (one line per file: path, tab, transcript) or json (a list of {path, text, duration, chunks})", OUTPUT_FORMATS)
     output_file: Optional[str] = param(None, "file to write the transcripts to (none: print them)")

@@ -312,7 +312,8 @@ def transcribe(config:TranscribeConfig|None=None, # the job's parameters as an o
         hint = " Separate several files with spaces (or repeat --audio), not commas." if any("," in p for p in missing) else ""
         raise InputError(f"Audio file(s) not found: {', '.join(missing)}. Check the path(s).{hint}")
     model, processor = load_for_inference(cfg.model_id)
-    gen = dict(language=cfg.language, task=cfg.task, batch_size=cfg.batch_size, num_beams=cfg.num_beams, max_length=cfg.generation_max_length)
+    language = cfg.language or model.generation_config.language  # a fine-tuned model's own language, else detection
+    gen = dict(language=language, task=cfg.task, batch_size=cfg.batch_size, num_beams=cfg.num_beams, max_length=cfg.generation_max_length)
     n, stream = chunk_length(cfg.chunk_seconds, processor.feature_extractor), cfg.output_file is None and cfg.output_format == "text"
     results, failed = [], {}
     for path in cfg.audio:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_jobs.ipynb #a26d14a0
 from __future__ import annotations
-import os, shutil, tempfile
+import os, shutil, tempfile, time
 from pathlib import Path
 
 import asr_finetuner
@@ -12,7 +12,8 @@ from .config import InputError, PreprocessConfig, TrainConfig, make_config
 from .artifacts import artifact_path
 
 # %% auto #0
-__all__ = ['JOB_NOTEBOOKS', 'JOB_CONFIGS', 'job_notebook', 'copy_job_notebooks', 'record_path', 'run_notebook']
+__all__ = ['JOB_NOTEBOOKS', 'JOB_CONFIGS', 'DEMO', 'DEMO_TRAINING', 'job_notebook', 'copy_job_notebooks', 'record_path',
+           'run_notebook', 'demo']
 
 # %% ../nbs/11_jobs.ipynb #db01bd4d
 JOB_NOTEBOOKS = Path(asr_finetuner.__file__).parent / "jobs"
@@ -58,3 +59,34 @@ def run_notebook(job:str, # "preprocess" or "train"
         shutil.copy(executed, record)
         if output: Path(output).parent.mkdir(parents=True, exist_ok=True); shutil.copy(executed, output)
     return record
+
+# %% ../nbs/11_jobs.ipynb #84891b43
+DEMO = dict(model_id="builtin:whisper-demo", dataset_name="builtin:sample-it", artifact_name="sample-it-demo",
+            model_name="whisper-demo-it")
+DEMO_TRAINING = dict(max_steps=600, learning_rate=3e-3, warmup_steps=50, train_batch_size=16, eval_batch_size=32,
+                     eval_steps=300, save_steps=300, logging_steps=25, generation_max_length=40)
+
+def demo(max_steps:int|None=None, # training steps (default: `DEMO_TRAINING`'s)
+         output_root:str|Path="outputs", # folder for the model and the evaluation
+         num_proc:int|None=None, # processes for preprocessing (default: all cores)
+        )->dict: # step-0 and final WER on validation, WER on test, and where the outputs are
+    "Preprocess the bundled sample, train the demo model on it, evaluate it, and print what happened."
+    from asr_finetuner.preprocess import preprocess
+    from asr_finetuner.train import train
+    from asr_finetuner.evaluate import evaluate
+    start, root = time.time(), Path(output_root)
+    art = preprocess(**{k: DEMO[k] for k in ("model_id", "dataset_name", "artifact_name")}, if_exists="overwrite",
+                     artifacts_dir=str(root / "artifacts"), num_proc=num_proc)
+    training = {**DEMO_TRAINING, **({"max_steps": max_steps} if max_steps else {})}
+    training["eval_steps"] = training["save_steps"] = max(1, min(training["eval_steps"], training["max_steps"]))
+    metrics = train(**{k: DEMO[k] for k in ("model_id", "dataset_name", "artifact_name", "model_name")}, **training,
+                    artifacts_dir=str(root / "artifacts"), output_dir=str(root / DEMO["model_name"]), resume=False)
+    test = evaluate(model_id=str(root / DEMO["model_name"]), dataset_name=DEMO["dataset_name"], eval_split="test",
+                    output_dir=str(root / "eval-test"), eval_batch_size=32, generation_max_length=40)
+    result = {"step_0_wer": metrics["step_0"]["wer"], "final_wer": metrics["final"]["wer"], "test_wer": test["wer"],
+              "model": str(root / DEMO["model_name"]), "artifact": art["path"], "seconds": round(time.time() - start)}
+    print(f"\nDemo done in {result['seconds']} s. Validation (seen sentences, new renditions): WER {100 * result['step_0_wer']:.1f}% "
+          f"at step 0 -> {100 * result['final_wer']:.1f}% after {metrics['steps']} steps.\n"
+          f"Test (unseen sentences): WER {100 * result['test_wer']:.1f}%: a few minutes on 120 sentences teach no new text.\n"
+          f"Model folder: {result['model']}\nArtifact: {result['artifact']}")
+    return result
