@@ -82,7 +82,8 @@ def demo(max_steps:int|None=None, # training steps (default: `DEMO_TRAINING`'s)
     metrics = train(**{k: DEMO[k] for k in ("model_id", "dataset_name", "artifact_name", "model_name")}, **training,
                     artifacts_dir=str(root / "artifacts"), output_dir=str(root / DEMO["model_name"]), resume=False)
     test = evaluate(model_id=str(root / DEMO["model_name"]), dataset_name=DEMO["dataset_name"], eval_split="test",
-                    output_dir=str(root / "eval-test"), eval_batch_size=32, generation_max_length=40)
+                    output_dir=str(root / "eval-test"), eval_batch_size=32,
+                    generation_max_length=training["generation_max_length"])
     result = {"step_0_wer": metrics["step_0"]["wer"], "final_wer": metrics["final"]["wer"], "test_wer": test["wer"],
               "model": str(root / DEMO["model_name"]), "artifact": art["path"], "seconds": round(time.time() - start)}
     print(f"\nDemo done in {result['seconds']} s. Validation (seen sentences, new renditions): WER {100 * result['step_0_wer']:.1f}% "
