@@ -19,8 +19,8 @@ from .config import InputError
 
 # %% auto #0
 __all__ = ['ARTIFACT_FORMAT_VERSION', 'MANIFEST', 'default_artifacts_dir', 'artifact_path', 'content_fingerprint',
-           'artifact_lock', 'remove_stale_staging', 'publish', 'staged_artifact', 'data_files', 'write_manifest',
-           'read_manifest', 'check_artifact_files', 'load_artifact']
+           'artifact_lock', 'remove_stale_staging', 'publish', 'staged_artifact', 'data_files', 'manifest_checksum',
+           'write_manifest', 'read_manifest', 'check_artifact_files', 'load_artifact']
 
 # %% ../nbs/05_artifacts.ipynb #bf1b6403
 ARTIFACT_FORMAT_VERSION = 1
@@ -135,11 +135,17 @@ def data_files(folder:Path)->dict:
     "Relative path -> size of the data files of a saved `DatasetDict` in `folder`."
     return {str(p.relative_to(folder)): p.stat().st_size for p in sorted(folder.glob("*/*.arrow"))}
 
+def manifest_checksum(manifest:dict)->str:
+    "sha256 of the manifest's content, its own checksum left out: a hand edit changes it."
+    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
+
 def write_manifest(folder:Path, # the staging folder, data already saved
                    manifest:dict, # what the job records
                   )->Path:
     "Write `manifest.json`, adding the format version and the data files' sizes."
     manifest = {"format_version": ARTIFACT_FORMAT_VERSION, **manifest, "data_files": data_files(folder)}
+    manifest["manifest_sha256"] = manifest_checksum(manifest)
     path = folder / MANIFEST
     path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
     return path
@@ -160,6 +166,9 @@ def check_artifact_files(folder:Path, manifest:dict):
     if manifest.get("format_version") != ARTIFACT_FORMAT_VERSION:
         raise InputError(f"Artifact {folder} has format version {manifest.get('format_version')!r}; this version of "
                          f"asr-finetuner reads version {ARTIFACT_FORMAT_VERSION}: preprocess it again.")
+    if manifest.get("manifest_sha256") != manifest_checksum(manifest):
+        raise InputError(f"The manifest of {folder} was edited by hand: its checksum does not match its content. "
+                         "Training relies on it; preprocess the artifact again (if_exists=overwrite) instead of editing it.")
     found, listed = data_files(Path(folder)), manifest.get("data_files", {})
     if found != listed:
         bad = sorted(set(found.items()) ^ set(listed.items()))[:3]

@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_preprocess.ipynb #beff2670
 from __future__ import annotations
-import os, platform, random, time
+import os, platform, random, shutil, time
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,7 +26,7 @@ from .artifacts import (MANIFEST, artifact_path, content_fingerprint, read_manif
 
 # %% auto #0
 __all__ = ['DROP_REASONS', 'artifact_features', 'label_prefix', 'encode_labels', 'process_batch', 'cap_rows', 'process_split',
-           'preprocess', 'build_manifest', 'summary', 'log_wandb_artifact']
+           'estimate_bytes', 'check_free_space', 'preprocess', 'build_manifest', 'summary', 'log_wandb_artifact']
 
 # %% ../nbs/06_preprocess.ipynb #9bacb20e
 DROP_REASONS = ("missing file", "undecodable audio", "empty text", "silent audio", "too short", "too long", "label too long")
@@ -144,6 +144,33 @@ def process_split(ds:Dataset|IterableDataset, # a source split: undecoded "audio
     kept = done.filter(lambda r: [not x for x in r], input_columns="drop_reason", batched=True, batch_size=1000)
     return kept.remove_columns("drop_reason"), Counter({k: v for k, v in reasons.items() if k}), len(done)
 
+# %% ../nbs/06_preprocess.ipynb #485d4c8f
+def estimate_bytes(splits:dict, # {"train": Dataset, "eval": Dataset} of source rows, capped
+                   n_mels:int, # mel bins of the features
+                   probe:int=16, # clips decoded to estimate the mean duration
+                  )->int|None: # bytes the run will write at its peak, None when unknown (streamed)
+    "Estimate the disk space the preprocess job will need."
+    if any(isinstance(ds, IterableDataset) for ds in splits.values()): return None
+    rows = sum(len(ds) for ds in splits.values())
+    sample = splits["train"].select(range(min(probe, len(splits["train"]))))
+    seconds = []
+    for audio in sample["audio"]:
+        try: seconds.append(len(load_audio(audio)) / SAMPLING_RATE)
+        except AudioError: pass
+    mean = float(np.mean(seconds)) if seconds else 30.0
+    return int(rows * mean * 100 * n_mels * 2 * 2 * 1.2)
+
+def check_free_space(folder:Path, # where the artifact will be written
+                     needed:int|None, # bytes, from `estimate_bytes`
+                    ):
+    "Raise `InputError` when `folder`'s disk has less free space than `needed`."
+    if needed is None: return print("Streaming: the size of the artifact is unknown, free space not checked.")
+    existing = next(p for p in [folder, *folder.parents] if p.exists())
+    free = shutil.disk_usage(existing).free
+    if free < needed:
+        raise InputError(f"Preprocessing needs about {needed / 1e9:.2f} GB in {existing}, but only {free / 1e9:.2f} GB is free: "
+                         "free some space, set artifacts_dir to a larger disk, or cap the rows (max_train_samples).")
+
 # %% ../nbs/06_preprocess.ipynb #d9f33af8
 def _versions()->dict:
     import transformers, soundfile, soxr
@@ -180,9 +207,11 @@ def preprocess(config:PreprocessConfig|None=None, # the job's parameters as an o
                                train_split=cfg.train_split, eval_split=cfg.eval_split, audio_column=cfg.audio_column,
                                text_column=cfg.text_column, streaming=cfg.streaming, seed=cfg.seed)
     caps = {"train": cfg.max_train_samples, "eval": cfg.max_eval_samples}
+    rows = {s: cap_rows(source[s], caps[s], cfg.seed) for s in ("train", "eval")}
+    check_free_space(final.parent, estimate_bytes(rows, processor.feature_extractor.feature_size))
     with staged_artifact(final, cfg.if_exists) as staging:
         work = staging / "_work"; work.mkdir()
-        results = {s: process_split(cap_rows(source[s], caps[s], cfg.seed), processor, cfg, prefix, work, s) for s in ("train", "eval")}
+        results = {s: process_split(rows[s], processor, cfg, prefix, work, s) for s in ("train", "eval")}
         reports = {s: _split_report(*results[s]) for s in results}
         _check_kept(reports)
         splits = DatasetDict({s: results[s][0] for s in results})
