@@ -39,7 +39,10 @@ def artifact_path(artifact_name:str, # the artifact's name: letters, digits, '.'
     if not _NAME.match(artifact_name) or ".." in artifact_name:
         raise InputError(f"Artifact name {artifact_name!r} is not valid: use letters, digits, '.', '_' and '-' "
                          "(starting with a letter or digit), e.g. it-common-voice.")
-    return Path(artifacts_dir or default_artifacts_dir()).expanduser() / artifact_name
+    folder = Path(artifacts_dir or default_artifacts_dir()).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"The artifacts folder {folder} is a file: give artifacts_dir a folder path.")
+    return folder / artifact_name
 
 # %% ../nbs/05_artifacts.ipynb #345ef4f1
 def _hash_array(arr:pa.Array, hashers:dict, key:str):

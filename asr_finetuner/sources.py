@@ -82,7 +82,7 @@ def pick_config(configs:list[str],         # the dataset's config names
     "The config to load; `InputError` listing `configs` when the one asked for does not exist."
     wanted = dataset_config or language_code
     if wanted in configs: return wanted
-    if dataset_config is None and len(configs) == 1: return configs[0]
+    if dataset_config is None and configs == ["default"]: return "default"
     raise InputError(f"The dataset has no config {wanted!r}; its configs are: {_names(configs)}. "
                      "Set dataset_config (or language_code) to one of them.")
 
