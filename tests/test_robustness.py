@@ -214,23 +214,38 @@ def test_two_preprocess_runs_on_one_artifact_name_end_with_one_complete_artifact
 
 # --- secrets -----------------------------------------------------------------------------------------------------
 
-def test_no_secret_in_anything_the_jobs_write(tmp_path, tiny_model_dir, sample_dir, monkeypatch):
-    "With HF_TOKEN and WANDB_API_KEY set, run every job (W&B offline, papermill too) and scan every file written."
-    from asr_finetuner.evaluate import evaluate, transcribe
-    from asr_finetuner.jobs import run_notebook
-    monkeypatch.setenv("HF_TOKEN", HF_SECRET); monkeypatch.setenv("WANDB_API_KEY", WANDB_SECRET)
-    monkeypatch.setenv("WANDB_MODE", "offline"); monkeypatch.setenv("WANDB_DIR", str(tmp_path)); monkeypatch.setenv("WANDB_SILENT", "true")
-    monkeypatch.chdir(tmp_path)
-    common = dict(model_id=str(tiny_model_dir), dataset_name=str(sample_dir), artifact_name="sec", artifacts_dir=str(tmp_path / "arts"))
-    preprocess(**common, max_train_samples=8, max_eval_samples=4, num_proc=1, wandb=True)
-    train(**{**train_args(tiny_model_dir, sample_dir, tmp_path / "arts", tmp_path / "model", artifact_name="sec"), "wandb": True})
-    evaluate(model_id=str(tmp_path / "model"), artifact_name="sec", artifacts_dir=str(tmp_path / "arts"), output_dir=str(tmp_path / "eval"),
+SECRET_RUN = """
+import sys, json
+from pathlib import Path
+from asr_finetuner.preprocess import preprocess
+from asr_finetuner.train import train
+from asr_finetuner.evaluate import evaluate, transcribe
+from asr_finetuner.jobs import run_notebook
+model, sample, tmp = sys.argv[1:4]
+tmp = Path(tmp)
+common = dict(model_id=model, dataset_name=sample, artifact_name="sec", artifacts_dir=str(tmp / "arts"))
+small = dict(max_steps=2, eval_steps=2, save_steps=2, logging_steps=1, warmup_steps=0, train_batch_size=4, eval_batch_size=4,
              generation_max_length=4)
-    transcribe(model_id=str(tmp_path / "model"), audio=[str(next((sample_dir / "test").glob("*.ogg")))], output_format="json",
-               output_file=str(tmp_path / "t.json"), generation_max_length=4)
-    run_notebook("train", **{**train_args(tiny_model_dir, sample_dir, tmp_path / "arts", tmp_path / "model-nb", artifact_name="sec")})
+preprocess(**common, max_train_samples=8, max_eval_samples=4, num_proc=1, wandb=True)
+train(**common, model_name="sec", output_dir=str(tmp / "model"), wandb=True, **small)
+evaluate(model_id=str(tmp / "model"), artifact_name="sec", artifacts_dir=str(tmp / "arts"), output_dir=str(tmp / "eval"), generation_max_length=4)
+transcribe(model_id=str(tmp / "model"), audio=[str(next((Path(sample) / "test").glob("*.ogg")))], output_format="json",
+           output_file=str(tmp / "t.json"), generation_max_length=4)
+run_notebook("train", **common, model_name="sec-nb", output_dir=str(tmp / "model-nb"), **small)
+"""
+
+
+def test_no_secret_in_anything_the_jobs_write(tmp_path, tiny_model_dir, sample_dir):
+    "With HF_TOKEN and WANDB_API_KEY set, run every job (W&B offline, papermill too) and scan every file written, logs included."
+    env = {**os.environ, "HF_TOKEN": HF_SECRET, "WANDB_API_KEY": WANDB_SECRET, "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path),
+           "HF_DATASETS_CACHE": str(tmp_path / "hf"), "ASR_FINETUNER_CACHE": str(tmp_path / "cache")}
+    with open(tmp_path / "run.log", "w") as log:
+        r = subprocess.run([sys.executable, "-c", SECRET_RUN, str(tiny_model_dir), str(sample_dir), str(tmp_path)],
+                           stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path, timeout=600)
+    assert r.returncode == 0, (tmp_path / "run.log").read_text()[-3000:]
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
-    assert (tmp_path / "wandb").is_dir() and (tmp_path / "model-nb" / "train_run.ipynb").is_file() and len(written) > 40
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) >= 2 and (tmp_path / "model-nb" / "train_run.ipynb").is_file() and len(written) > 40
     for p in written:
         data = p.read_bytes()
         assert HF_SECRET.encode() not in data and WANDB_SECRET.encode() not in data, p
