@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_preprocess.ipynb #beff2670
 from __future__ import annotations
-import os, platform, random, shutil, time
+import hashlib, json, os, platform, random, shutil, time
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
@@ -110,9 +110,17 @@ def cap_rows(ds:Dataset|IterableDataset, # a source split
     return ds.select(sorted(random.Random(seed).sample(range(len(ds)), n)))
 
 # %% ../nbs/06_preprocess.ipynb #270fb151
+def _map_fingerprint(ds, fn_kwargs, split)->str:
+    "A cache key for the map, from what defines its output: without it `datasets` pickles and hashes the tokenizer."
+    fe, tok = fn_kwargs["feature_extractor"], fn_kwargs["tokenizer"]
+    keys = [ds._fingerprint, split, vocabulary_hash(tok), json.dumps(fe.to_dict(), sort_keys=True, default=str),
+            *(str(fn_kwargs[k]) for k in ("prefix", "min_duration", "max_duration", "max_sequence_length"))]
+    return hashlib.sha256("\n".join(keys).encode()).hexdigest()[:32]
+
 def _map_split(ds, fn_kwargs, features, work_dir, split, num_proc):
     "Run `process_batch` over an in-memory or on-disk split; the processed split, drop reasons included."
     return ds.map(process_batch, batched=True, batch_size=32, fn_kwargs=fn_kwargs, features=features,
+                  new_fingerprint=_map_fingerprint(ds, fn_kwargs, split),
                   remove_columns=ds.column_names, num_proc=num_proc if num_proc and num_proc > 1 and len(ds) > 64 else None,
                   cache_file_name=str(work_dir / f"{split}.arrow"), load_from_cache_file=False, desc=f"preprocess {split}")
 
