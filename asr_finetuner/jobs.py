@@ -86,7 +86,7 @@ def demo(max_steps:int|None=None, # training steps (default: `DEMO_TRAINING`'s)
                     generation_max_length=training["generation_max_length"])
     result = {"step_0_wer": metrics["step_0"]["wer"], "final_wer": metrics["final"]["wer"], "test_wer": test["wer"],
               "model": str(root / DEMO["model_name"]), "artifact": art["path"], "seconds": round(time.time() - start)}
-    print(f"\nDemo done in {result['seconds']} s. Validation (seen sentences, new renditions): WER {100 * result['step_0_wer']:.1f}% "
+    print(f"\nDemo done in {result['seconds']} s. Validation (seen sentences, new speed and pitch): WER {100 * result['step_0_wer']:.1f}% "
           f"at step 0 -> {100 * result['final_wer']:.1f}% after {metrics['steps']} steps.\n"
           f"Test (unseen sentences): WER {100 * result['test_wer']:.1f}%: a few minutes on 120 sentences teach no new text.\n"
           f"Model folder: {result['model']}\nArtifact: {result['artifact']}")

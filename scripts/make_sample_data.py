@@ -26,10 +26,13 @@ What it does
 
 Split design (see asr_finetuner/sample_data/README.md)
 ------------------------------------------------------
-* "seen" sentences (S001..): 3 renditions each (3 different voices when
-  espeak-ng is used), 2 -> train/, 1 -> validation/.  The voice that goes to
-  validation rotates across sentences.  Validation therefore holds the training
-  sentences in new acoustic conditions (unseen renditions).
+* "seen" sentences (S001..): 3 renditions each.  Two go to train/, by two
+  different voices; the voice pair rotates over the sentences (lp+pc, pc+espeak,
+  espeak+lp, ...) so every voice has the same share.  The third goes to
+  validation/: one of the two train voices (alternating which one) at a new
+  seeded speed and pitch, redrawn until both differ by at least MIN_VAL_DELTA
+  from that voice's train rendition.  Validation therefore holds the training
+  sentences, by voices heard saying them, at new speaking rates and pitches.
 * "unseen" sentences (U001..): 2 renditions each, all in test/.  No test
   sentence occurs in train/validation: test measures generalisation to new text.
 
@@ -61,7 +64,9 @@ DEFAULT_OUT = REPO_ROOT / "asr_finetuner" / "sample_data" / "it"
 SEED = 20240601
 N_SEEN = 120
 N_UNSEEN = 30
-SEEN_RENDITIONS = 3  # 2 -> train, 1 -> validation
+SEEN_RENDITIONS = 3  # 2 -> train (two voices), 1 -> validation (one of them)
+MIN_VAL_DELTA = 0.08  # validation speed and pitch differ at least this much
+                      # from the same voice's train rendition of the sentence
 UNSEEN_RENDITIONS = 2  # both -> test
 
 SR = 16000
@@ -69,6 +74,7 @@ MIN_SECONDS = 1.0  # shorter clips are padded with silence
 MAX_SECONDS = 6.8  # hard limit 7 s; longer renditions are re-rendered faster
 VORBIS_COMPRESSION = 0.7  # libsndfile: vorbis quality = 1 - compression_level
 PEAK = 0.89  # about -1 dBFS
+DECODED_PEAK_MAX = 0.99  # after Vorbis encoding (see write_ogg)
 SIZE_LIMIT_MB = 10.0
 
 FORTUNE_DIR = Path("/usr/share/games/fortunes/it")
@@ -469,9 +475,20 @@ def _ogg_fix_serial(data: bytes, serial: int) -> bytes:
 
 
 def write_ogg(path: Path, audio: np.ndarray) -> None:
-    bio = io.BytesIO()
-    sf.write(bio, audio, SR, format="OGG", subtype="VORBIS",
-             compression_level=VORBIS_COMPRESSION)
+    # Vorbis can overshoot the input peak by 10-20 %, so a clip normalised to
+    # PEAK may decode to samples beyond +-1.0: lower the gain and re-encode
+    # until the decoded peak is at most DECODED_PEAK_MAX.
+    for _ in range(6):
+        bio = io.BytesIO()
+        sf.write(bio, audio, SR, format="OGG", subtype="VORBIS",
+                 compression_level=VORBIS_COMPRESSION)
+        bio.seek(0)
+        decoded_peak = float(np.abs(sf.read(bio, dtype="float32")[0]).max())
+        if decoded_peak <= DECODED_PEAK_MAX:
+            break
+        audio = (audio * (PEAK / decoded_peak)).astype(np.float32)
+    else:
+        sys.exit(f"{path.name}: decoded peak stays above {DECODED_PEAK_MAX}")
     serial = int.from_bytes(hashlib.sha256(path.name.encode()).digest()[:4], "little")
     path.write_bytes(_ogg_fix_serial(bio.getvalue(), serial))
 
@@ -481,23 +498,40 @@ def write_ogg(path: Path, audio: np.ndarray) -> None:
 # ----------------------------------------------------------------------------
 
 def plan(seen: list[str], unseen: list[str], voices: list[str], seed: int) -> list[dict]:
+    """Train and test renditions draw from one seeded stream; the validation
+    renditions draw from a second one, so that changing the validation rule
+    leaves the train and test clips as they are."""
     rng = random.Random(seed + 1)
+    rng_val = random.Random(seed + 2)
     items = []
 
-    def params(voice: str) -> tuple[float, float]:
-        speed = round(rng.uniform(*SPEED_RANGE), 2)
-        pitch = round(rng.uniform(*VOICES[voice][2]), 2)
+    def params(voice: str, r: random.Random = rng) -> tuple[float, float]:
+        speed = round(r.uniform(*SPEED_RANGE), 2)
+        pitch = round(r.uniform(*VOICES[voice][2]), 2)
         return speed, pitch
 
     nv = len(voices)
     for i, text in enumerate(seen):
         sid = f"S{i + 1:03d}"
-        for r in range(SEEN_RENDITIONS):
-            voice = voices[(i + r) % nv]
+        # train: two different voices, the pair rotating over the sentences
+        pair = [voices[i % nv], voices[(i + 1) % nv]]
+        train = []
+        for r, voice in enumerate(pair):
             speed, pitch = params(voice)
-            split = "validation" if r == SEEN_RENDITIONS - 1 else "train"
-            items.append(dict(sentence_id=sid, rendition=r, text=text, voice=voice,
-                              speed=speed, pitch=pitch, split=split))
+            train.append(dict(sentence_id=sid, rendition=r, text=text, voice=voice,
+                              speed=speed, pitch=pitch, split="train"))
+        items.extend(train)
+        # validation: one of the two train voices (alternating which one, so
+        # each voice gets an equal share) at a new speed and pitch, redrawn
+        # until both differ clearly from that voice's train rendition.
+        ref = train[(i // nv) % 2]
+        while True:
+            speed, pitch = params(ref["voice"], rng_val)
+            if (abs(speed - ref["speed"]) >= MIN_VAL_DELTA - 1e-9
+                    and abs(pitch - ref["pitch"]) >= MIN_VAL_DELTA - 1e-9):
+                break
+        items.append(dict(sentence_id=sid, rendition=2, text=text, voice=ref["voice"],
+                          speed=speed, pitch=pitch, split="validation", ref=ref))
     for i, text in enumerate(unseen):
         sid = f"U{i + 1:03d}"
         for r in range(UNSEEN_RENDITIONS):
@@ -505,8 +539,6 @@ def plan(seen: list[str], unseen: list[str], voices: list[str], seed: int) -> li
             speed, pitch = params(voice)
             items.append(dict(sentence_id=sid, rendition=r, text=text, voice=voice,
                               speed=speed, pitch=pitch, split="test"))
-    # With only two voices the third rendition of a seen sentence repeats a
-    # voice; params() above still gives it its own speed/pitch.
     return items
 
 
@@ -564,6 +596,13 @@ def main() -> None:
             pending = too_long
         else:
             sys.exit("some clips stay longer than the limit")
+
+    # the too-long re-rendering above may change a speed: check the rule again
+    for it in items:
+        ref = it.get("ref")
+        if ref and (abs(it["speed"] - ref["speed"]) < MIN_VAL_DELTA - 1e-9
+                    or abs(it["pitch"] - ref["pitch"]) < MIN_VAL_DELTA - 1e-9):
+            sys.exit(f"{it['sentence_id']}: validation speed/pitch too close to train")
 
     rows: dict[str, list[dict]] = {"train": [], "validation": [], "test": []}
     for it in items:

@@ -25,7 +25,7 @@ def test_demo_steps_at_reduced_size(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(jobs.DEMO_TRAINING, "train_batch_size", 4)
     result = jobs.demo(max_steps=2, output_root=tmp_path / "outputs", num_proc=1)
     out = capsys.readouterr().out
-    assert "Validation (seen sentences, new renditions): WER" in out and "Model folder:" in out
+    assert "Validation (seen sentences, new speed and pitch): WER" in out and "Model folder:" in out
     assert (tmp_path / "outputs" / "whisper-demo-it" / "metrics.json").is_file()
     assert (tmp_path / "outputs" / "eval-test" / "predictions.jsonl").is_file()
     assert 0 <= result["final_wer"] and 0 <= result["test_wer"] and result["step_0_wer"] > 0.5

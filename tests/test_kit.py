@@ -42,14 +42,18 @@ def test_sample_clips_are_16k_mono_with_sane_durations_and_transcripts(sample_di
 
 
 def test_sample_split_is_as_documented(metadata):
-    "validation: the training sentences in new renditions; test: sentences never seen in training."
+    "validation: the training sentences by a voice heard saying them, at a new speed and pitch; test: sentences never seen in training."
     train = {r["sentence_id"] for r in metadata["train"]}
     validation = {r["sentence_id"] for r in metadata["validation"]}
     test = {r["sentence_id"] for r in metadata["test"]}
     assert validation == train and not (test & train)
-    seen = {(r["sentence_id"], r["speaker"]) for r in metadata["train"]}
-    assert not any((r["sentence_id"], r["speaker"]) in seen for r in metadata["validation"])
+    seen = {(r["sentence_id"], r["speaker"]): r for r in metadata["train"]}
+    assert len(seen) == len(metadata["train"])  # two different voices per training sentence
     assert all(n == 2 for n in Counter(r["sentence_id"] for r in metadata["train"]).values())
+    for r in metadata["validation"]:
+        ref = seen[(r["sentence_id"], r["speaker"])]  # the voice said this sentence in training...
+        for key in ("speed", "pitch"):  # ...but at a clearly different speed and pitch
+            assert abs(float(r[key]) - float(ref[key])) >= 0.08 - 1e-6, (r["file_name"], key)
 
 
 def test_tiny_model_folder_loads_like_a_checkpoint_and_generates_the_prefix(tiny_model_dir, sample_dir, metadata):
