@@ -38,3 +38,4 @@ export: install
 
 bench: install
 	$(BIN)/python bench/preprocess_bench.py
+	$(BIN)/python bench/train_bench.py
