@@ -25,8 +25,9 @@ from .artifacts import (MANIFEST, artifact_path, content_fingerprint, read_manif
                                      write_manifest)
 
 # %% auto #0
-__all__ = ['DROP_REASONS', 'artifact_features', 'label_prefix', 'encode_labels', 'process_batch', 'cap_rows', 'process_split',
-           'estimate_bytes', 'check_free_space', 'preprocess', 'build_manifest', 'summary', 'log_wandb_artifact']
+__all__ = ['DROP_REASONS', 'MIN_ROWS_PER_PROCESS', 'artifact_features', 'label_prefix', 'encode_labels', 'process_batch',
+           'cap_rows', 'processes_for', 'process_split', 'estimate_bytes', 'check_free_space', 'preprocess',
+           'build_manifest', 'summary', 'log_wandb_artifact']
 
 # %% ../nbs/06_preprocess.ipynb #9bacb20e
 DROP_REASONS = ("missing file", "undecodable audio", "empty text", "silent audio", "too short", "too long", "label too long")
@@ -117,11 +118,18 @@ def _map_fingerprint(ds, fn_kwargs, split)->str:
             *(str(fn_kwargs[k]) for k in ("prefix", "min_duration", "max_duration", "max_sequence_length"))]
     return hashlib.sha256("\n".join(keys).encode()).hexdigest()[:32]
 
+MIN_ROWS_PER_PROCESS = 500  # a worker costs about a second to start (imports, the tokenizer pickled to it)
+
+def processes_for(rows:int, num_proc:int|None)->int|None:
+    "Worker processes worth starting for `rows` rows: none (in-process) for small splits."
+    n = min(num_proc or 1, rows // MIN_ROWS_PER_PROCESS)
+    return n if n > 1 else None
+
 def _map_split(ds, fn_kwargs, features, work_dir, split, num_proc):
     "Run `process_batch` over an in-memory or on-disk split; the processed split, drop reasons included."
     return ds.map(process_batch, batched=True, batch_size=32, fn_kwargs=fn_kwargs, features=features,
                   new_fingerprint=_map_fingerprint(ds, fn_kwargs, split),
-                  remove_columns=ds.column_names, num_proc=num_proc if num_proc and num_proc > 1 and len(ds) > 64 else None,
+                  remove_columns=ds.column_names, num_proc=processes_for(len(ds), num_proc),
                   cache_file_name=str(work_dir / f"{split}.arrow"), load_from_cache_file=False, desc=f"preprocess {split}")
 
 def _stream_split(ds, fn_kwargs, features, work_dir, split):

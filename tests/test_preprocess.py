@@ -130,7 +130,9 @@ def test_streaming_gives_the_same_content_and_fingerprint(tmp_path, tiny_model_d
     assert a["splits"] == b["splits"]
 
 
-def test_fingerprint_is_stable_across_runs_and_processes(tmp_path, tiny_model_dir, sample_dir):
+def test_fingerprint_is_stable_across_runs_and_processes(tmp_path, tiny_model_dir, sample_dir, monkeypatch):
+    from asr_finetuner import preprocess as pre
+    monkeypatch.setattr(pre, "MIN_ROWS_PER_PROCESS", 16)  # so that 80 rows do run in 2 processes
     one = run(tmp_path, tiny_model_dir, sample_dir, max_train_samples=80, max_eval_samples=8, num_proc=1)
     two = run(tmp_path, tiny_model_dir, sample_dir, max_train_samples=80, max_eval_samples=8, num_proc=2, if_exists="overwrite")
     assert one["fingerprint"] == two["fingerprint"] and two["splits"]["train"]["rows_kept"] == 80
