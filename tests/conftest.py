@@ -1,5 +1,5 @@
 """Shared pytest set-up: offline everywhere, and test fixtures built once per session."""
-import os
+import atexit, os, shutil, tempfile
 from pathlib import Path
 
 # Nothing in the tests may reach the Hub or W&B's servers.
@@ -8,6 +8,10 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# What `load_dataset` prepares, and the default artifacts folder inside it, stay out of the user's cache
+# (in-process and in the subprocesses the tests start, which inherit the variable).
+os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="asr-finetuner-tests-hf-")
+atexit.register(shutil.rmtree, os.environ["HF_DATASETS_CACHE"], ignore_errors=True)
 # pytest-xdist runs one worker per core: one thread each (subprocesses included) avoids oversubscribing the cores.
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")

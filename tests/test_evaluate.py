@@ -18,13 +18,6 @@ BIN = Path(sys.executable).parent / "asr-finetuner"
 FAST = dict(generation_max_length=5)  # a random model never stops early: few tokens keep each test short
 
 
-@pytest.fixture(scope="module", autouse=True)
-def datasets_cache(tmp_path_factory):
-    "Keep what `datasets` prepares out of the user's cache."
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path_factory.mktemp("hf_datasets_cache"))
-        yield
-
 
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory, tiny_model_dir, sample_dir):

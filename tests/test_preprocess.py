@@ -19,13 +19,6 @@ from asr_finetuner.preprocess import DROP_REASONS, preprocess
 BIN = Path(sys.executable).parent / "asr-finetuner"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def datasets_cache(tmp_path_factory):
-    "Keep what `load_dataset` prepares out of the user's cache."
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path_factory.mktemp("hf_datasets_cache"))
-        yield
-
 
 def sample_rows(sample_dir, split, n):
     with open(sample_dir / split / "metadata.csv", encoding="utf-8", newline="") as f:

@@ -17,12 +17,6 @@ BIN = Path(sys.executable).parent
 HF_SECRET, WANDB_SECRET = "hf_SeCrEtToKeN4242424242", "0123456789abcdef0123456789abcdefSECRET40"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def datasets_cache(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path_factory.mktemp("hf_datasets_cache"))
-        yield
-
 
 @pytest.fixture(scope="module")
 def speech(sample_dir):

@@ -43,13 +43,6 @@ def rows(split) -> list[dict]:
     return list(split)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def datasets_cache(tmp_path_factory):
-    "Keep what `load_dataset` prepares out of the user's cache."
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path_factory.mktemp("hf_datasets_cache"))
-        yield
-
 
 @pytest.fixture(scope="module")
 def hub_repo(tmp_path_factory) -> Path:

@@ -15,12 +15,6 @@ BIN = Path(sys.executable).parent / "asr-finetuner"
 TORCHRUN = Path(sys.executable).parent / "torchrun"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def datasets_cache(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path_factory.mktemp("hf_datasets_cache"))
-        yield
-
 
 @pytest.fixture(scope="module")
 def arts(tmp_path_factory):
