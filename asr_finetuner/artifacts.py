@@ -121,10 +121,13 @@ def staged_artifact(final:Path, # where the artifact goes
                     if_exists:str="error", # what to do if it exists when the block ends
                    ):
     "Yield a staging folder for the artifact; publish it when the block succeeds, remove it when it fails."
-    final.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_staging(final)
     staging = final.parent / f".{final.name}.staging-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    staging.mkdir()
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_staging(final)
+        staging.mkdir()
+    except OSError as e:
+        raise InputError(f"Cannot write to the artifacts folder {final.parent} ({e.strerror}): choose a writable artifacts_dir.") from None
     try:
         yield staging
         if not (staging / MANIFEST).is_file(): raise RuntimeError(f"{staging} has no {MANIFEST}: not publishing it")

@@ -57,7 +57,7 @@ def add_tool_commands(sub):
     p.add_argument("--copy", metavar="DIR", help="copy the job notebooks into DIR")
     p = sub.add_parser("run-notebook", allow_abbrev=False,
                        help="run a job notebook with papermill; the executed notebook is kept beside the job's outputs")
-    p.add_argument("job", choices=["preprocess", "train"], help="the job to run")
+    p.add_argument("job", choices=["preprocess", "train", "evaluate"], help="the job to run")
     p.add_argument("--config", metavar="FILE", help="YAML or JSON file of parameters (papermill's -f file)")
     p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                    help="a parameter, overriding the config file (repeat for several)")

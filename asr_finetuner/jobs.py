@@ -8,7 +8,7 @@ import os, shutil, tempfile, time
 from pathlib import Path
 
 import asr_finetuner
-from .config import InputError, PreprocessConfig, TrainConfig, make_config
+from .config import EvaluateConfig, InputError, PreprocessConfig, TrainConfig, make_config
 from .artifacts import artifact_path
 
 # %% auto #0
@@ -17,9 +17,9 @@ __all__ = ['JOB_NOTEBOOKS', 'JOB_CONFIGS', 'DEMO', 'DEMO_TRAINING', 'job_noteboo
 
 # %% ../nbs/11_jobs.ipynb #db01bd4d
 JOB_NOTEBOOKS = Path(asr_finetuner.__file__).parent / "jobs"
-JOB_CONFIGS = {"preprocess": PreprocessConfig, "train": TrainConfig}
+JOB_CONFIGS = {"preprocess": PreprocessConfig, "train": TrainConfig, "evaluate": EvaluateConfig}
 
-def job_notebook(job:str, # "preprocess" or "train"
+def job_notebook(job:str, # "preprocess", "train" or "evaluate"
                 )->Path: # the job notebook shipped in the package
     "The path of the job notebook `job`."
     path = JOB_NOTEBOOKS / f"{job}.ipynb"
@@ -35,11 +35,11 @@ def copy_job_notebooks(dest:str|Path, # folder to copy the notebooks into
 
 # %% ../nbs/11_jobs.ipynb #b56f0ba9
 def record_path(job:str, cfg)->Path:
-    "Where the executed notebook of a run is kept: beside the artifact or the model."
+    "Where the executed notebook of a run is kept: beside the artifact, the model or the scores."
     if job == "preprocess": return artifact_path(cfg.artifact_name, cfg.artifacts_dir) / "preprocess_run.ipynb"
-    return cfg.resolved_output_dir / "train_run.ipynb"
+    return cfg.resolved_output_dir / f"{job}_run.ipynb"
 
-def run_notebook(job:str, # "preprocess" or "train"
+def run_notebook(job:str, # "preprocess", "train" or "evaluate"
                  config_file:str|Path|None=None, # YAML/JSON file of parameters, as for the CLI's --config or papermill's -f
                  output:str|Path|None=None, # also write the executed notebook here
                  kernel_name:str="python3", # Jupyter kernel to run it with

@@ -27,7 +27,7 @@ from .artifacts import (MANIFEST, artifact_path, content_fingerprint, read_manif
 # %% auto #0
 __all__ = ['DROP_REASONS', 'MIN_ROWS_PER_PROCESS', 'artifact_features', 'label_prefix', 'encode_labels', 'process_batch',
            'cap_rows', 'processes_for', 'process_split', 'estimate_bytes', 'check_free_space', 'preprocess',
-           'build_manifest', 'summary', 'log_wandb_artifact']
+           'build_manifest', 'summary', 'wandb_artifact_ref', 'log_wandb_artifact']
 
 # %% ../nbs/06_preprocess.ipynb #9bacb20e
 DROP_REASONS = ("missing file", "undecodable audio", "empty text", "silent audio", "too short", "too long", "label too long")
@@ -81,7 +81,7 @@ def process_batch(batch:dict, # source rows: lists under "audio" (undecoded) and
                   min_duration:float=0.5, # shortest clip kept, seconds
                   max_duration:float=30.0, # longest clip kept, seconds (at most the model's window)
                   max_sequence_length:int=255, # longest label kept, tokens
-                  torch_threads:int|None=None, # threads for the STFT (1 when several processes run)
+                  torch_threads:int|None=None, # set this process's torch threads (1 in each of several workers); None: leave them
                  )->dict: # columns of `artifact_features`, one row per source row
     "Decode, featurise and tokenise a batch of source rows; mark unusable rows with a drop reason."
     if torch_threads: torch.set_num_threads(torch_threads)
@@ -127,9 +127,11 @@ def processes_for(rows:int, num_proc:int|None)->int|None:
 
 def _map_split(ds, fn_kwargs, features, work_dir, split, num_proc):
     "Run `process_batch` over an in-memory or on-disk split; the processed split, drop reasons included."
-    return ds.map(process_batch, batched=True, batch_size=32, fn_kwargs=fn_kwargs, features=features,
+    procs = processes_for(len(ds), num_proc)
+    return ds.map(process_batch, batched=True, batch_size=32, features=features,
+                  fn_kwargs={**fn_kwargs, "torch_threads": 1 if procs else None},  # 1 thread per worker; the caller's untouched
                   new_fingerprint=_map_fingerprint(ds, fn_kwargs, split),
-                  remove_columns=ds.column_names, num_proc=processes_for(len(ds), num_proc),
+                  remove_columns=ds.column_names, num_proc=procs,
                   cache_file_name=str(work_dir / f"{split}.arrow"), load_from_cache_file=False, desc=f"preprocess {split}")
 
 def _stream_split(ds, fn_kwargs, features, work_dir, split):
@@ -152,7 +154,7 @@ def process_split(ds:Dataset|IterableDataset, # a source split: undecoded "audio
     num_proc = cfg.num_proc or os.cpu_count()
     fn_kwargs = dict(feature_extractor=fe, tokenizer=processor.tokenizer, prefix=prefix, min_duration=cfg.min_duration,
                      max_duration=min(cfg.max_duration, fe.n_samples / fe.sampling_rate),
-                     max_sequence_length=cfg.max_sequence_length, torch_threads=1 if num_proc > 1 else None)
+                     max_sequence_length=cfg.max_sequence_length)
     features = artifact_features(fe.feature_size)
     if isinstance(ds, IterableDataset): done = _stream_split(ds, fn_kwargs, features, work_dir, split)
     else: done = _map_split(ds, fn_kwargs, features, work_dir, split, num_proc)
@@ -274,15 +276,21 @@ def _import_wandb():
     except ImportError: raise InputError("wandb=True needs the wandb package: pip install 'asr-finetuner[wandb]'.") from None
     return wandb
 
+def wandb_artifact_ref(manifest:dict, # an artifact's manifest
+                      )->str: # "<artifact_name>:fp-<16 hex digits>"
+    "The W&B Artifact version logged for this artifact's content: its name and the alias of its fingerprint."
+    return f"{manifest['artifact_name']}:fp-{manifest['fingerprint'][:16]}"
+
 def log_wandb_artifact(folder:Path, # the published artifact
                        manifest:dict, # its manifest
                        project:str="asr-finetuner", # W&B project
-                      )->str: # the logged artifact's name
-    "Log the artifact in `folder` to W&B as a dataset Artifact named after it."
+                      )->str: # the logged version, as `wandb_artifact_ref` names it
+    "Log the artifact in `folder` to W&B as a dataset Artifact named after it, aliased by its fingerprint."
     wandb = _import_wandb()
     keep = ("artifact_name", "fingerprint", "language", "task", "model_id", "splits", "source", "n_mels")
+    ref = wandb_artifact_ref(manifest)
     with wandb.init(project=project, job_type="preprocess", config=manifest["parameters"]) as run:
         art = wandb.Artifact(manifest["artifact_name"], type="dataset", metadata={k: manifest[k] for k in keep})
         art.add_dir(str(folder))
-        run.log_artifact(art)
-    return art.name
+        run.log_artifact(art, aliases=["latest", ref.split(":")[1]])
+    return ref

@@ -12,7 +12,7 @@ import pandas as pd
 from .audio import AudioError, load_audio
 
 # %% auto #0
-__all__ = ['SCORES', 'splits_table', 'scores_table', 'worst_predictions', 'show_worst']
+__all__ = ['SCORES', 'splits_table', 'scores_table', 'eval_table', 'worst_predictions', 'show_worst']
 
 # %% ../nbs/10_reports.ipynb #70195c88
 def splits_table(manifest:dict, # the preprocess job's manifest
@@ -30,6 +30,14 @@ def scores_table(metrics:dict, # the train job's metrics
     "The base model's scores (step 0) beside the fine-tuned model's, in %."
     cols = {"step 0 (base model)": metrics.get("step_0") or {}, "fine-tuned": metrics["final"]}
     return pd.DataFrame({c: {k: round(100 * v[k], 2) for k in SCORES if k in v} for c, v in cols.items()})
+
+# %% ../nbs/10_reports.ipynb #e7a1c0d3
+def eval_table(metrics:dict, # the evaluate job's metrics (its metrics.json)
+              )->pd.DataFrame: # one column: scores in %, utterances scored and skipped, real-time factor
+    "An evaluate run's scores in %, with how many utterances they cover and the decoding speed."
+    rows = {k: round(100 * metrics[k], 2) for k in SCORES}
+    rows.update({k: metrics[k] for k in ("num_utterances", "num_skipped", "real_time_factor")})
+    return pd.DataFrame({"value": rows})
 
 # %% ../nbs/10_reports.ipynb #d6e5cb8e
 def worst_predictions(folder:str|Path, # a train or evaluate output folder with predictions.jsonl

@@ -18,11 +18,13 @@ from .audio import pad_to_window
 from .text import asr_metrics, normalize_text
 from .whisper import load_model, load_processor, set_language_and_task, vocabulary_hash
 from .artifacts import load_artifact
+from .preprocess import wandb_artifact_ref
 
 # %% auto #0
 __all__ = ['PUSH_IGNORE', 'check_artifact_fits', 'WhisperCollator', 'make_compute_metrics', 'resolve_precision',
-           'training_arguments', 'FinalStepCallback', 'prepare_model', 'add_lora', 'merged', 'OutputLock',
-           'metrics_history', 'plot_curves', 'model_card', 'load_training_data', 'train', 'save_outputs', 'push_model']
+           'training_arguments', 'FinalStepCallback', 'WandbArtifactCallback', 'finish_wandb_run', 'prepare_model',
+           'add_lora', 'merged', 'OutputLock', 'metrics_history', 'plot_curves', 'model_card', 'load_training_data',
+           'train', 'save_outputs', 'push_model']
 
 # %% ../nbs/07_train.ipynb #aeb4d99a
 def check_artifact_fits(manifest:dict, # the artifact's manifest
@@ -119,6 +121,32 @@ class FinalStepCallback(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step >= state.max_steps: control.should_save = control.should_evaluate = True
         return control
+
+# %% ../nbs/07_train.ipynb #4b1e2a71
+class WandbArtifactCallback(TrainerCallback):
+    "On the W&B run: record the artifact trained on, and use its W&B Artifact when preprocess logged one."
+    def __init__(self, manifest:dict): self.manifest = manifest # the artifact's manifest
+    def on_train_begin(self, args, state, control, **kwargs):
+        import wandb
+        if wandb.run is None: return  # W&B off, or a process other than the first
+        ref = wandb_artifact_ref(self.manifest)
+        wandb.run.config.update({"artifact_name": self.manifest["artifact_name"], "wandb_artifact": ref,
+                                 "artifact_fingerprint": self.manifest["fingerprint"]}, allow_val_change=True)
+        if wandb.run.offline: return
+        try: wandb.run.use_artifact(ref, type="dataset")
+        except (wandb.errors.CommError, ValueError) as e:
+            warnings.warn(f"W&B has no artifact {ref} ({e}); run preprocess with wandb=True to log it. Training goes on.")
+
+# %% ../nbs/07_train.ipynb #4b1e2a72
+def finish_wandb_run(metrics:dict, # the train job's metrics
+                    ):
+    "Put the step-0 and final scores in the W&B run's summary and finish the run, so the next job starts its own."
+    import wandb
+    if wandb.run is None: return
+    scores = {f"final/{k}": v for k, v in metrics["final"].items()}
+    if metrics.get("step_0"): scores.update({f"step_0/{k}": v for k, v in metrics["step_0"].items() if k != "step"})
+    wandb.run.summary.update(scores)
+    wandb.finish()
 
 # %% ../nbs/07_train.ipynb #89d0a612
 def prepare_model(cfg:TrainConfig, # the train job's parameters
@@ -247,7 +275,7 @@ def _train(cfg, out):
     if cfg.wandb: os.environ.setdefault("WANDB_PROJECT", cfg.wandb_project)
     trainer = Seq2SeqTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collator,
                              processing_class=processor, compute_metrics=make_compute_metrics(processor.tokenizer),
-                             callbacks=[FinalStepCallback()])
+                             callbacks=[FinalStepCallback()] + ([WandbArtifactCallback(manifest)] if cfg.wandb else []))
     result = trainer.train(resume_from_checkpoint=last)
     start = time.time()
     pred = trainer.predict(eval_ds, metric_key_prefix="final")
@@ -255,6 +283,7 @@ def _train(cfg, out):
     if not trainer.is_world_process_zero(): return {}
     metrics = save_outputs(cfg, out, trainer, processor, manifest, pred, eval_ds, result, eval_seconds, precision, filtered)
     if cfg.push_to_hub: metrics["pushed_to"] = push_model(out, cfg.model_name)
+    if cfg.wandb: finish_wandb_run(metrics)
     return metrics
 
 def save_outputs(cfg, out, trainer, processor, manifest, pred, eval_ds, result, eval_seconds, precision, filtered)->dict:

@@ -53,7 +53,7 @@ def notebook(job, title, summary, cls, defaults, body):
 
 
 def main():
-    from asr_finetuner.config import PreprocessConfig, TrainConfig
+    from asr_finetuner.config import EvaluateConfig, PreprocessConfig, TrainConfig
     sample = dict(model_id="builtin:whisper-demo", dataset_name="builtin:sample-it")
     jobs = {
         "preprocess": ("Preprocess job", "A speech dataset in, a compact training artifact out.", PreprocessConfig,
@@ -83,6 +83,22 @@ def main():
             "scores_table(metrics)",
             "Image(str(config.resolved_output_dir / 'training_curves.png'))",
             "MD:The worst predictions of the final evaluation:",
+            "show_worst(config.resolved_output_dir, n=5)",
+        ]),
+        "evaluate": ("Evaluate job", "Score a model on an artifact's or a dataset's eval split: WER, CER and every prediction.",
+                     EvaluateConfig, {"model_id": "outputs/whisper-demo-it", "dataset_name": "builtin:sample-it",
+                                      "eval_split": "test", "eval_batch_size": 32, "generation_max_length": 40}, [
+            "from asr_finetuner.config import EvaluateConfig, make_config\n"
+            "from asr_finetuner.evaluate import evaluate\n"
+            "from asr_finetuner.reports import eval_table, show_worst",
+            "MD:The parameters, validated (an invalid one stops here with a message that says what to fix). The defaults score "
+            "the train notebook's model on the bundled sample's test split (sentences it never heard):",
+            "config = make_config(EvaluateConfig, **{name: globals()[name] for name in EvaluateConfig.help()})\nconfig",
+            "metrics = evaluate(config)",
+            "MD:Scores in %, how many utterances they cover, and the decoding speed (seconds per second of audio):",
+            "eval_table(metrics)",
+            "print(config.resolved_output_dir)",
+            "MD:The worst predictions:",
             "show_worst(config.resolved_output_dir, n=5)",
         ]),
     }

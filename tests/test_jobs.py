@@ -43,10 +43,10 @@ def test_help_notebook_lists_the_parameters():
 
 
 def test_copy_job_notebooks(tmp_path):
-    assert sorted(p.name for p in copy_job_notebooks(tmp_path)) == ["preprocess.ipynb", "train.ipynb"]
+    assert sorted(p.name for p in copy_job_notebooks(tmp_path)) == ["evaluate.ipynb", "preprocess.ipynb", "train.ipynb"]
 
 
-def test_preprocess_and_train_notebooks_run_with_papermill_and_keep_their_record(tmp_path, tiny_model_dir, sample_dir, monkeypatch):
+def test_job_notebooks_run_with_papermill_and_keep_their_record(tmp_path, tiny_model_dir, sample_dir, monkeypatch):
     monkeypatch.chdir(tmp_path)
     common = dict(model_id=str(tiny_model_dir), dataset_name=str(sample_dir), artifact_name="it-nb", artifacts_dir=str(tmp_path / "arts"))
     config = tmp_path / "preprocess.yaml"
@@ -62,6 +62,13 @@ def test_preprocess_and_train_notebooks_run_with_papermill_and_keep_their_record
     assert record == tmp_path / "model" / "train_run.ipynb" and (tmp_path / "model" / "metrics.json").is_file()
     text = json.dumps([c.get("outputs") for c in nbformat.read(record, as_version=4).cells])
     assert "step 0 (base model)" in text and "image/png" in text and "WER" in text
+    record = run_notebook("evaluate", model_id=str(tmp_path / "model"), artifact_name="it-nb", artifacts_dir=str(tmp_path / "arts"),
+                          output_dir=str(tmp_path / "scores"), eval_batch_size=4, generation_max_length=8)
+    assert record == tmp_path / "scores" / "evaluate_run.ipynb"
+    scores = json.loads((tmp_path / "scores" / "metrics.json").read_text())
+    assert scores["num_utterances"] == 4 and (tmp_path / "scores" / "predictions.jsonl").is_file()
+    text = json.dumps([c.get("outputs") for c in nbformat.read(record, as_version=4).cells])
+    assert "num_utterances" in text and "WER" in text  # the scores table and the worst predictions were shown
 
 
 def test_same_yaml_for_papermill_and_the_cli(tmp_path, tiny_model_dir, sample_dir):

@@ -182,8 +182,21 @@ def test_wandb_logs_the_artifact_offline(tmp_path, tiny_model_dir, hub_repo, mon
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.setenv("WANDB_SILENT", "true")
-    run(tmp_path, tiny_model_dir, hub_repo, artifact_name="it-wandb", max_train_samples=4, max_eval_samples=2, wandb=True)
+    m = run(tmp_path, tiny_model_dir, hub_repo, artifact_name="it-wandb", max_train_samples=4, max_eval_samples=2, wandb=True)
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     logged = b"".join(p.read_bytes() for p in runs[0].rglob("*.wandb"))
-    assert b"it-wandb" in logged and b"manifest.json" in logged
+    alias = f"fp-{m['fingerprint'][:16]}".encode()  # the version training asks for
+    assert b"it-wandb" in logged and b"manifest.json" in logged and alias in logged
+
+
+def test_preprocess_leaves_the_callers_torch_threads_alone(tmp_path, tiny_model_dir, sample_dir):
+    "A split too small for workers runs in-process: it must not leave the caller (training next, say) on one thread."
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        run(tmp_path, tiny_model_dir, sample_dir, max_train_samples=4, max_eval_samples=2, num_proc=2)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -1,6 +1,6 @@
 """Robustness and security: bad input of every kind ends in a clear error or a counted skip; kills, races and
 secrets. Most cases run in-process; the CLI's error policy is checked through subprocesses for a few."""
-import csv, io, json, os, shutil, subprocess, sys, time
+import contextlib, csv, io, json, os, shutil, subprocess, sys, time
 from pathlib import Path
 
 import datasets
@@ -173,6 +173,29 @@ def test_output_folder_that_is_a_file(tmp_path, tiny_model_dir, sample_dir, smal
     (tmp_path / "out").write_text("a file")
     with pytest.raises(InputError, match="is a file"):
         train(**train_args(tiny_model_dir, sample_dir, small_artifact, tmp_path / "out"))
+
+
+@contextlib.contextmanager
+def read_only(folder):
+    "Make `folder` read-only for this process: chmod for a normal user; root ignores modes, so the immutable flag."
+    folder.mkdir(parents=True, exist_ok=True)
+    root = os.geteuid() == 0
+    if root: subprocess.run(["chattr", "+i", str(folder)], check=True, capture_output=True)
+    else: folder.chmod(0o555)
+    try:
+        with pytest.raises(OSError): (folder / "probe").mkdir()  # the folder really is read-only
+        yield folder
+    finally:
+        if root: subprocess.run(["chattr", "-i", str(folder)], check=True)
+        else: folder.chmod(0o755)
+
+
+def test_read_only_artifacts_and_output_folders(tmp_path, tiny_model_dir, sample_dir, small_artifact):
+    with read_only(tmp_path / "ro-arts"), pytest.raises(InputError, match="Cannot write to the artifacts folder .* writable artifacts_dir"):
+        preprocess(artifact_name="r", model_id=str(tiny_model_dir), dataset_name=str(sample_dir), max_train_samples=2,
+                   max_eval_samples=2, artifacts_dir=str(tmp_path / "ro-arts"), num_proc=1)
+    with read_only(tmp_path / "ro-out"), pytest.raises(InputError, match="Cannot write to the output folder .* writable output_dir"):
+        train(**train_args(tiny_model_dir, sample_dir, small_artifact, tmp_path / "ro-out"))
 
 
 # --- the CLI's error policy, through subprocesses ---------------------------------------------------------------

@@ -172,3 +172,44 @@ def test_ddp_with_two_cpu_processes(tmp_path, tiny_model_dir, sample_dir, arts, 
     assert abs(m["evaluations"][-1]["wer"] - m["final"]["wer"]) < 1e-9  # the ranks' gathered eval agrees with the final one
     state = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())
     assert state["train_batch_size"] == 2 and state["global_step"] == 4
+
+
+def test_wandb_run_records_the_artifact_it_trains_on_offline(tmp_path, tiny_model_dir, sample_dir, arts, sample_artifact, monkeypatch):
+    from asr_finetuner.artifacts import load_artifact
+    from asr_finetuner.preprocess import wandb_artifact_ref
+    monkeypatch.setenv("WANDB_MODE", "offline"); monkeypatch.setenv("WANDB_DIR", str(tmp_path)); monkeypatch.setenv("WANDB_SILENT", "true")
+    train(**params(tiny_model_dir, sample_dir, arts, tmp_path / "out", max_steps=2, eval_steps=2, save_steps=2,
+                   generation_max_length=4, wandb=True))
+    ref = wandb_artifact_ref(load_artifact("it-small", arts)[1])
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    logged = b"".join(p.read_bytes() for p in runs[0].rglob("*.wandb"))
+    assert len(runs) == 1 and ref.encode() in logged and b"final/wer" in logged  # the link, and the finished run's summary
+
+
+class FakeRun:
+    "Stands for an online `wandb.run`: records what the callback asks of it."
+    offline = False
+    def __init__(self, has_artifact): self.has_artifact, self.used, self.config = has_artifact, [], FakeConfig()
+    def use_artifact(self, ref, type=None):
+        import wandb
+        if not self.has_artifact: raise wandb.errors.CommError(f"artifact {ref} not found")
+        self.used.append((ref, type))
+
+
+class FakeConfig(dict):
+    def update(self, d, allow_val_change=False): super().update(d)
+
+
+@pytest.mark.parametrize("has_artifact", [True, False])
+def test_online_wandb_run_uses_the_artifact_preprocess_logged(monkeypatch, has_artifact):
+    import wandb
+    from asr_finetuner.train import WandbArtifactCallback
+    manifest = {"artifact_name": "it-cv", "fingerprint": "ab" * 32}
+    run = FakeRun(has_artifact); monkeypatch.setattr(wandb, "run", run)
+    if has_artifact:
+        WandbArtifactCallback(manifest).on_train_begin(None, None, None)
+        assert run.used == [("it-cv:fp-abababababababab", "dataset")]
+    else:
+        with pytest.warns(UserWarning, match="W&B has no artifact it-cv:fp-abababababababab .* preprocess with wandb=True"):
+            WandbArtifactCallback(manifest).on_train_begin(None, None, None)
+    assert run.config["wandb_artifact"] == "it-cv:fp-abababababababab" and run.config["artifact_fingerprint"] == "ab" * 32
