@@ -203,6 +203,10 @@ class TrainConfig(JobConfig):
     precision: str = param("auto", "auto (bf16 where supported, fp16 on older GPUs, fp32 on CPU), bf16, fp16 or fp32", PRECISIONS)
     gradient_checkpointing: bool = param(False, "trade compute for memory")
     freeze_encoder: bool = param(False, "train the decoder only")
+    speed_perturbation: float = param(0.0, "augmentation: stretch each training clip's features in time by a random rate "
+                                           "within 1 plus or minus this (0.2: 0.8 to 1.2); 0: off")
+    frequency_warp: float = param(0.0, "augmentation: warp each training clip's mel axis by a random factor within 1 plus "
+                                       "or minus this (vocal tract length perturbation); 0: off")
     lora: bool = param(False, "train LoRA adapters (needs the lora extra: peft), merged before saving")
     lora_rank: int = param(32, "LoRA rank")
     num_beams: int = param(1, "beams for evaluation decoding")
@@ -218,6 +222,9 @@ class TrainConfig(JobConfig):
                                "eval_steps", "save_steps", "max_steps", "max_train_samples", "max_eval_samples",
                                "lora_rank", "num_beams", "generation_max_length"])
         _check_positive(self, ["warmup_steps"], allow_zero=True)
+        for n in ("speed_perturbation", "frequency_warp"):
+            if not (0 <= getattr(self, n) < 0.5):
+                raise InputError(f"Parameter {n}={getattr(self, n)} must be at least 0 and below 0.5 (e.g. 0.1; 0 turns it off).")
         if not (0 < self.learning_rate < 1):
             raise InputError(f"Parameter learning_rate={self.learning_rate} must be above 0 and below 1 (e.g. 1e-5).")
         for n in ("model_name", "model_id", "dataset_name", "artifact_name"):

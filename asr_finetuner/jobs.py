@@ -63,8 +63,9 @@ def run_notebook(job:str, # "preprocess", "train" or "evaluate"
 # %% ../nbs/11_jobs.ipynb #84891b43
 DEMO = dict(model_id="builtin:whisper-demo", dataset_name="builtin:sample-it", artifact_name="sample-it-demo",
             model_name="whisper-demo-it")
-DEMO_TRAINING = dict(max_steps=600, learning_rate=3e-3, warmup_steps=50, train_batch_size=16, eval_batch_size=32,
-                     eval_steps=300, save_steps=300, logging_steps=25, generation_max_length=40)
+DEMO_TRAINING = dict(max_steps=1400, learning_rate=3e-3, warmup_steps=50, train_batch_size=16, eval_batch_size=32,
+                     eval_steps=700, save_steps=700, logging_steps=50, generation_max_length=40,
+                     speed_perturbation=0.2, frequency_warp=0.1)
 
 def demo(max_steps:int|None=None, # training steps (default: `DEMO_TRAINING`'s)
          output_root:str|Path="outputs", # folder for the model and the evaluation

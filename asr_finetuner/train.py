@@ -21,10 +21,10 @@ from .artifacts import load_artifact
 from .preprocess import wandb_artifact_ref
 
 # %% auto #0
-__all__ = ['PUSH_IGNORE', 'check_artifact_fits', 'WhisperCollator', 'make_compute_metrics', 'resolve_precision',
-           'training_arguments', 'FinalStepCallback', 'WandbArtifactCallback', 'finish_wandb_run', 'prepare_model',
-           'add_lora', 'merged', 'OutputLock', 'metrics_history', 'plot_curves', 'model_card', 'load_training_data',
-           'train', 'save_outputs', 'push_model']
+__all__ = ['PUSH_IGNORE', 'check_artifact_fits', 'stretch_frames', 'warp_mels', 'WhisperCollator', 'make_compute_metrics',
+           'resolve_precision', 'training_arguments', 'FinalStepCallback', 'WandbArtifactCallback', 'finish_wandb_run',
+           'prepare_model', 'add_lora', 'merged', 'OutputLock', 'metrics_history', 'plot_curves', 'model_card',
+           'ASRTrainer', 'load_training_data', 'train', 'save_outputs', 'push_model']
 
 # %% ../nbs/07_train.ipynb #aeb4d99a
 def check_artifact_fits(manifest:dict, # the artifact's manifest
@@ -50,6 +50,29 @@ def check_artifact_fits(manifest:dict, # the artifact's manifest
         raise InputError(f"max_sequence_length={cfg.max_sequence_length} is above the artifact's "
                          f"({manifest['max_sequence_length']}): longer labels were already dropped. Lower it, or preprocess again.")
 
+# %% ../nbs/07_train.ipynb #a0c1e5d1
+def _interpolate_rows(x:np.ndarray, at:np.ndarray)->np.ndarray:
+    "Rows of `x` at fractional positions `at`, by linear interpolation."
+    lo = np.floor(at).astype(int); hi = np.minimum(lo + 1, len(x) - 1); w = (at - lo)[:, None]
+    return x[lo] * (1 - w) + x[hi] * w
+
+def stretch_frames(frames:np.ndarray, # a clip's frames, (frames, n_mels)
+                   rate:float, # speaking-rate factor: above 1 faster (fewer frames), below 1 slower
+                  )->np.ndarray: # float32, (round(frames / rate), n_mels)
+    "The clip's frames as if it were spoken `rate` times as fast."
+    n = len(frames)
+    return _interpolate_rows(frames.astype(np.float32), np.linspace(0, n - 1, max(1, round(n / rate))))
+
+def warp_mels(frames:np.ndarray, # a clip's frames, (frames, n_mels)
+              factor:float, # above 1 moves the spectrum up, below 1 down
+             )->np.ndarray: # float32, same shape
+    "The clip's frames with mel bin k taking the value at k / factor (the top bin repeats past the edge)."
+    n_mels = frames.shape[1]
+    return _interpolate_rows(frames.astype(np.float32).T, np.clip(np.arange(n_mels) / factor, 0, n_mels - 1)).T
+
+def _uniform(low:float, high:float)->float:
+    return low + (high - low) * torch.rand(()).item()
+
 # %% ../nbs/07_train.ipynb #809503a5
 @dataclass
 class WhisperCollator:
@@ -57,15 +80,26 @@ class WhisperCollator:
     window_frames: int # the model's input length in frames: 2 * max_source_positions (3000 for 30 s)
     decoder_start_token_id: int # `<|startoftranscript|>`
     dtype: torch.dtype = torch.float32 # dtype of the features given to the model
+    speed_perturbation: float = 0.0 # augmentation: stretch in time by a random rate in 1 +- this (see below)
+    frequency_warp: float = 0.0 # augmentation: warp the mel axis by a random factor in 1 +- this (see below)
 
     def __call__(self, rows:list)->dict:
-        feats = np.stack([pad_to_window(np.asarray(r["log_mel_frames"]), self.window_frames) for r in rows])
+        frames = [self.perturb(np.asarray(r["log_mel_frames"])) for r in rows]
+        feats = np.stack([pad_to_window(f, self.window_frames) for f in frames])
         labels = [list(r["labels"]) for r in rows]
         labels = [l[1:] if l and l[0] == self.decoder_start_token_id else l for l in labels]
         width = max(map(len, labels))
         padded = torch.full((len(labels), width), -100, dtype=torch.long)
         for i, l in enumerate(labels): padded[i, :len(l)] = torch.tensor(l, dtype=torch.long)
         return {"input_features": torch.from_numpy(feats).to(self.dtype), "labels": padded}
+
+    def perturb(self, frames:np.ndarray)->np.ndarray:
+        "A clip's frames, augmented as the collator's settings ask (unchanged when both are 0)."
+        if self.speed_perturbation:  # never slower than what still fits the window
+            slowest = max(1 - self.speed_perturbation, len(frames) / self.window_frames)
+            frames = stretch_frames(frames, _uniform(slowest, 1 + self.speed_perturbation))
+        if self.frequency_warp: frames = warp_mels(frames, _uniform(1 - self.frequency_warp, 1 + self.frequency_warp))
+        return frames
 
 # %% ../nbs/07_train.ipynb #fae5bc16
 def make_compute_metrics(tokenizer, # the model's tokenizer
@@ -232,6 +266,19 @@ def model_card(cfg:TrainConfig, metrics:dict, manifest:dict)->str:
             f"(fingerprint {manifest.get('fingerprint', '')[:16]}).\n\n"
             "```python\nfrom transformers import pipeline\nasr = pipeline(\"automatic-speech-recognition\", model=\"" + cfg.model_name + "\")\n```\n")
 
+# %% ../nbs/07_train.ipynb #a0c1e5d6
+class ASRTrainer(Seq2SeqTrainer):
+    "`Seq2SeqTrainer` whose training batches, and only those, go through `train_collator`."
+    def __init__(self, *args, train_collator=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.train_collator = train_collator # collator of training batches (None: the `data_collator`)
+
+    def get_train_dataloader(self):
+        if self.train_collator is None: return super().get_train_dataloader()
+        plain, self.data_collator = self.data_collator, self.train_collator
+        try: return super().get_train_dataloader()
+        finally: self.data_collator = plain
+
 # %% ../nbs/07_train.ipynb #4f58a5ee
 def _peak_memory_mb()->float:
     if torch.cuda.is_available(): return torch.cuda.max_memory_allocated() / 2**20
@@ -272,10 +319,12 @@ def _train(cfg, out):
     last = get_last_checkpoint(str(out)) if cfg.resume and out.is_dir() else None
     args = training_arguments(cfg, out, precision, resume=last is not None)
     collator = WhisperCollator(2 * model.config.max_source_positions, model.config.decoder_start_token_id)
+    augmenting = WhisperCollator(collator.window_frames, collator.decoder_start_token_id, speed_perturbation=cfg.speed_perturbation,
+                                 frequency_warp=cfg.frequency_warp)
     if cfg.wandb: os.environ.setdefault("WANDB_PROJECT", cfg.wandb_project)
-    trainer = Seq2SeqTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collator,
-                             processing_class=processor, compute_metrics=make_compute_metrics(processor.tokenizer),
-                             callbacks=[FinalStepCallback()] + ([WandbArtifactCallback(manifest)] if cfg.wandb else []))
+    trainer = ASRTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collator,
+                         train_collator=augmenting, processing_class=processor, compute_metrics=make_compute_metrics(processor.tokenizer),
+                         callbacks=[FinalStepCallback()] + ([WandbArtifactCallback(manifest)] if cfg.wandb else []))
     result = trainer.train(resume_from_checkpoint=last)
     start = time.time()
     pred = trainer.predict(eval_ds, metric_key_prefix="final")

@@ -96,12 +96,12 @@ def budget_callback(budget_s:float|None, log:list):
 def with_callback(cb):
     "Make every Seq2SeqTrainer that `asr_finetuner.train` builds carry `cb` (the train job takes no callbacks)."
     import asr_finetuner.train as T
-    base = T.Seq2SeqTrainer
+    base = T.ASRTrainer
     class WithCallback(base):
         def __init__(self, *a, **kw):
             kw["callbacks"] = list(kw.get("callbacks") or []) + [cb]
             super().__init__(*a, **kw)
-    T.Seq2SeqTrainer = WithCallback
+    T.ASRTrainer = WithCallback
 
 
 def train_ours(a, out:Path, steps:int, log:list):

@@ -88,3 +88,17 @@ def test_same_yaml_for_papermill_and_the_cli(tmp_path, tiny_model_dir, sample_di
 def test_invalid_parameter_fails_before_the_kernel_starts(tmp_path):
     with pytest.raises(InputError, match="max_steps=-1 must be positive"):
         run_notebook("train", model_name="m", model_id="x", dataset_name="d", artifact_name="a", max_steps=-1)
+
+
+def test_cli_notebooks_lists_and_copies_the_job_notebooks(tmp_path):
+    r = subprocess.run([str(BIN / "asr-finetuner"), "notebooks"], capture_output=True, text=True)
+    assert r.returncode == 0 and [Path(p).name for p in r.stdout.split()] == ["preprocess.ipynb", "train.ipynb", "evaluate.ipynb"]
+    assert all(Path(p).is_file() for p in r.stdout.split())
+    r = subprocess.run([str(BIN / "asr-finetuner"), "notebooks", "--copy", str(tmp_path / "nbs")], capture_output=True, text=True)
+    assert r.returncode == 0 and sorted(p.name for p in (tmp_path / "nbs").iterdir()) == ["evaluate.ipynb", "preprocess.ipynb", "train.ipynb"]
+
+
+def test_cli_run_notebook_checks_parameters_before_the_kernel_starts(tmp_path):
+    r = subprocess.run([str(BIN / "asr-finetuner"), "run-notebook", "evaluate", "-p", "model_id", "m", "-p", "dataset_name", "d",
+                        "-p", "num_beams", "0"], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 2 and "num_beams=0 must be positive" in r.stderr and "Traceback" not in r.stderr

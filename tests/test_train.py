@@ -138,8 +138,9 @@ def losses(out):
 
 
 def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path, tiny_model_dir, sample_dir, arts, sample_artifact):
+    "With augmentation on: its random draws must resume where they were too."
     p = params(tiny_model_dir, sample_dir, arts, tmp_path / "straight", max_steps=12, save_steps=4, eval_steps=1000,
-               eval_batch_size=8, generation_max_length=4)
+               eval_batch_size=8, generation_max_length=4, speed_perturbation=0.2, frequency_warp=0.1)
     train(**p)
     reference = losses(tmp_path / "straight")
     killed = {**p, "output_dir": str(tmp_path / "killed")}
@@ -213,3 +214,12 @@ def test_online_wandb_run_uses_the_artifact_preprocess_logged(monkeypatch, has_a
         with pytest.warns(UserWarning, match="W&B has no artifact it-cv:fp-abababababababab .* preprocess with wandb=True"):
             WandbArtifactCallback(manifest).on_train_begin(None, None, None)
     assert run.config["wandb_artifact"] == "it-cv:fp-abababababababab" and run.config["artifact_fingerprint"] == "ab" * 32
+
+
+def test_augmentation_changes_training_batches_and_not_evaluation(tmp_path, tiny_model_dir, sample_dir, arts, sample_artifact):
+    short = dict(max_steps=3, eval_steps=1000, save_steps=1000, generation_max_length=4)
+    plain = train(**params(tiny_model_dir, sample_dir, arts, tmp_path / "plain", **short))
+    augmented = train(**params(tiny_model_dir, sample_dir, arts, tmp_path / "aug", speed_perturbation=0.2, frequency_warp=0.1, **short))
+    scores = lambda m: {k: m["step_0"][k] for k in ("wer", "cer", "loss")}
+    assert scores(plain) == scores(augmented)  # the same model scored on the same, unaugmented, evaluation batches
+    assert losses(tmp_path / "plain")[1] != losses(tmp_path / "aug")[1]
