@@ -5,7 +5,7 @@
 # %% ../nbs/07_train.ipynb #ccfe567d
 from __future__ import annotations
 import fcntl, json, math, os, resource, time, warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -319,8 +319,7 @@ def _train(cfg, out):
     last = get_last_checkpoint(str(out)) if cfg.resume and out.is_dir() else None
     args = training_arguments(cfg, out, precision, resume=last is not None)
     collator = WhisperCollator(2 * model.config.max_source_positions, model.config.decoder_start_token_id)
-    augmenting = WhisperCollator(collator.window_frames, collator.decoder_start_token_id, speed_perturbation=cfg.speed_perturbation,
-                                 frequency_warp=cfg.frequency_warp)
+    augmenting = replace(collator, speed_perturbation=cfg.speed_perturbation, frequency_warp=cfg.frequency_warp)
     if cfg.wandb: os.environ.setdefault("WANDB_PROJECT", cfg.wandb_project)
     trainer = ASRTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collator,
                          train_collator=augmenting, processing_class=processor, compute_metrics=make_compute_metrics(processor.tokenizer),
