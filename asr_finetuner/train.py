@@ -301,15 +301,16 @@ def load_training_data(cfg:TrainConfig, manifest:dict, dd)->tuple:
     return train.with_format(**fmt), evals.with_format(**fmt), counts
 
 def train(config:TrainConfig|None=None, # the job's parameters as an object, or give them as keyword arguments
+          callbacks:list|None=None, # extra `TrainerCallback`s (progress displays, monitors): code, so not a parameter
           **params, # the parameters of `TrainConfig`: model_name, model_id, dataset_name, artifact_name, ...
          )->dict: # the metrics written to metrics.json
     "Run the train job: fine-tune `model_id` on the artifact `artifact_name` and save the model folder."
     cfg = config if config is not None else make_config(TrainConfig, **params)
     out = cfg.resolved_output_dir
     with OutputLock(out):
-        return _train(cfg, out)
+        return _train(cfg, out, list(callbacks or []))
 
-def _train(cfg, out):
+def _train(cfg, out, callbacks):
     dd, manifest = load_artifact(cfg.artifact_name, cfg.artifacts_dir)
     processor = load_processor(cfg.model_id)
     model = prepare_model(cfg)
@@ -323,7 +324,7 @@ def _train(cfg, out):
     if cfg.wandb: os.environ.setdefault("WANDB_PROJECT", cfg.wandb_project)
     trainer = ASRTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collator,
                          train_collator=augmenting, processing_class=processor, compute_metrics=make_compute_metrics(processor.tokenizer),
-                         callbacks=[FinalStepCallback()] + ([WandbArtifactCallback(manifest)] if cfg.wandb else []))
+                         callbacks=[FinalStepCallback()] + ([WandbArtifactCallback(manifest)] if cfg.wandb else []) + callbacks)
     result = trainer.train(resume_from_checkpoint=last)
     start = time.time()
     pred = trainer.predict(eval_ds, metric_key_prefix="final")
