@@ -1,4 +1,5 @@
 # The two commands of the README: `make demo` and `make test`. Both install what is missing first.
+# For developers: `make export` (regenerate what is generated) and `make lint` (what CI checks of the package's code).
 # TORCH picks the torch build: the default pin takes the CPU wheel on CPU machines that ship it and the
 # normal (CUDA) build elsewhere; e.g. `make test TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"`.
 PYTHON ?= python3
@@ -7,7 +8,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-notebooks test-pytest demo export clean-nbs check-sync bench
+.PHONY: install test test-notebooks test-pytest demo export lint bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,9 +33,19 @@ test: test-notebooks test-pytest
 demo: install
 	$(BIN)/asr-finetuner demo
 
+# Everything generated: the library from the notebooks, then the job notebooks and the README's parameter
+# tables from the library's parameter sets (CI and the tests check that all three are up to date).
 export: install
 	$(BIN)/nbdev_clean
 	$(BIN)/nbdev_export
+	$(BIN)/python scripts/make_job_notebooks.py
+	$(BIN)/python scripts/make_readme_tables.py
+	$(BIN)/nbdev_clean --fname nbs/jobs
+
+# Unused imports (F401), redefined (F811) and undefined (F821) names in the exported package; fix them in the
+# notebooks, then `make export`. CI runs it (.ci/run).
+lint: install
+	$(BIN)/ruff check --select F401,F811,F821 asr_finetuner/
 
 bench: install
 	$(BIN)/python bench/preprocess_bench.py

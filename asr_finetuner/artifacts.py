@@ -4,27 +4,31 @@
 
 # %% ../nbs/05_artifacts.ipynb #533a8f01
 from __future__ import annotations
-import fcntl, hashlib, json, os, re, shutil, time, uuid
+import fcntl, hashlib, json, os, random, re, shutil, types, typing, uuid
 from collections import defaultdict
 from contextlib import contextmanager
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import datasets
-from datasets import DatasetDict, load_from_disk
+from datasets import Dataset, DatasetDict, IterableDataset, load_from_disk
 
 from .config import InputError
 
 # %% auto #0
-__all__ = ['ARTIFACT_FORMAT_VERSION', 'MANIFEST', 'default_artifacts_dir', 'artifact_path', 'content_fingerprint',
-           'artifact_lock', 'remove_stale_staging', 'publish', 'staged_artifact', 'data_files', 'manifest_checksum',
-           'write_manifest', 'read_manifest', 'check_artifact_files', 'load_artifact']
+__all__ = ['ARTIFACT_FORMAT_VERSION', 'MANIFEST', 'MANIFEST_CHECKSUM', 'default_artifacts_dir', 'artifact_path',
+           'content_fingerprint', 'artifact_lock', 'remove_stale_staging', 'publish', 'staged_artifact',
+           'seeded_subset', 'JsonRecord', 'Manifest', 'data_files', 'write_manifest', 'read_manifest',
+           'check_artifact_files', 'load_artifact']
 
 # %% ../nbs/05_artifacts.ipynb #bf1b6403
-ARTIFACT_FORMAT_VERSION = 1
+ARTIFACT_FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
+MANIFEST_CHECKSUM = "manifest.json.sha256"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
 def default_artifacts_dir()->Path:
@@ -136,60 +140,169 @@ def staged_artifact(final:Path, # where the artifact goes
         raise
     publish(staging, final, if_exists)
 
+# %% ../nbs/05_artifacts.ipynb #5ee1ded1
+def seeded_subset(ds:Dataset|IterableDataset, # a split
+                  n:int|None, # at most this many rows (None: all)
+                  seed:int=42, # seed of the subset
+                 ):
+    "A seeded random subset of `n` rows of `ds`, in source order (streamed: the first `n` through a shuffle buffer)."
+    if n is None: return ds
+    if isinstance(ds, IterableDataset): return ds.shuffle(seed=seed, buffer_size=10_000).take(n)
+    if n >= len(ds): return ds
+    return ds.select(sorted(random.Random(seed).sample(range(len(ds)), n)), keep_in_memory=True)
+
+# %% ../nbs/05_artifacts.ipynb #1d5c6a40
+def _matches(value, hint)->bool:
+    "Whether a JSON value fits a type hint (`int|None`, `dict`, `list[int]`, ...): outer types only."
+    if hint is Any: return True
+    if hint is type(None): return value is None
+    if typing.get_origin(hint) in (typing.Union, types.UnionType): return any(_matches(value, h) for h in typing.get_args(hint))
+    if hint is float: return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int: return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, typing.get_origin(hint) or hint)
+
+@dataclass
+class JsonRecord:
+    "Base of a JSON file with typed fields: `write` is its one writer, `read` its one reader."
+    REPAIR: ClassVar[str] = "write the file again" # what the reader's errors tell the user to do
+
+    def to_dict(self)->dict:
+        "The fields that are saved (those not marked `saved=False`), by name."
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.metadata.get("saved", True)}
+
+    def to_json(self)->str: return json.dumps(self.to_dict(), indent=2, ensure_ascii=False, default=str) + "\n"
+
+    def write(self, path:str|Path)->Path:
+        "Write the record to `path` as JSON."
+        Path(path).write_text(self.to_json(), encoding="utf-8")
+        return Path(path)
+
+    @classmethod
+    def read(cls, path:str|Path):
+        "The record in the JSON file `path`; `InputError` naming what is wrong with it."
+        path = Path(path)
+        try: data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError: raise InputError(f"{path} does not exist: {cls.REPAIR}.") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e: raise InputError(f"{path} is not valid JSON ({e}): {cls.REPAIR}.") from None
+        return cls.from_dict(data, str(path))
+
+    @classmethod
+    def from_dict(cls, data:dict, # parsed JSON
+                  where:str="the file", # what to name in errors: the file's path
+                 ):
+        "A record from parsed JSON; `InputError` naming the first missing or wrongly typed field."
+        if not isinstance(data, dict): raise InputError(f"{where} must hold a JSON object, not {type(data).__name__}: {cls.REPAIR}.")
+        hints, saved = typing.get_type_hints(cls), [f for f in fields(cls) if f.metadata.get("saved", True)]
+        for f in saved:
+            if f.name not in data:
+                if f.default is MISSING and f.default_factory is MISSING:
+                    raise InputError(f"{where} has no field {f.name!r}: {cls.REPAIR}.")
+            elif not _matches(data[f.name], hints[f.name]):
+                raise InputError(f"{where}: field {f.name!r} should be {_hint_name(hints[f.name])}, not "
+                                 f"{type(data[f.name]).__name__} ({str(data[f.name])[:40]!r}): {cls.REPAIR}.")
+        return cls(**{f.name: data[f.name] for f in saved if f.name in data})
+
+def _hint_name(hint)->str:
+    return " or ".join(_hint_name(h) for h in typing.get_args(hint)) if typing.get_origin(hint) in (typing.Union, types.UnionType) \
+        else getattr(hint, "__name__", str(hint)).replace("NoneType", "null")
+
+# %% ../nbs/05_artifacts.ipynb #1d5c6a44
+@dataclass
+class Manifest(JsonRecord):
+    "The content of an artifact's `manifest.json`."
+    REPAIR = "preprocess the artifact again (if_exists=overwrite) instead of editing it"
+    artifact_name: str # the artifact's name
+    created_at: str # UTC time, ISO format
+    parameters: dict # the preprocess job's parameters
+    source: dict # what was read: dataset, splits, columns
+    model_id: str # whose feature extractor and tokenizer made it
+    language: str # language name
+    language_code: str # the dataset's subset
+    whisper_language: str # Whisper's language code
+    task: str # transcribe or translate
+    label_prefix: list # start-of-transcript, language, task, no-timestamps ids
+    max_sequence_length: int # longest label kept
+    feature_extractor: dict # the feature extractor's settings (mel filters left out)
+    n_mels: int # mel bins of the features
+    tokenizer: dict # vocab_size and vocabulary_hash
+    splits: dict # per split: rows in, kept, dropped by reason, audio hours
+    features: dict # column name -> type
+    versions: dict # library versions that made it
+    seconds: float # how long the job took
+    fingerprint: str # sha256 of the content of every split and of `fingerprint_extra`
+    fingerprint_extra: dict|None = None # what else defines the content
+    data_files: dict = field(default_factory=dict) # relative path -> size of the data files, recorded when written
+    format_version: int = ARTIFACT_FORMAT_VERSION # the artifact layout's version
+    path: str|None = field(default=None, metadata={"saved": False}) # where the artifact was read from (not saved)
+
 # %% ../nbs/05_artifacts.ipynb #1d5c6a51
-def data_files(folder:Path)->dict:
-    "Relative path -> size of the data files of a saved `DatasetDict` in `folder`."
+def data_files(folder:Path, # an artifact (or staging) folder
+              )->dict: # relative path -> size in bytes
+    "The data files of a saved `DatasetDict` in `folder`, with their sizes."
     return {str(p.relative_to(folder)): p.stat().st_size for p in sorted(folder.glob("*/*.arrow"))}
 
-def manifest_checksum(manifest:dict)->str:
-    "sha256 of the manifest's content, its own checksum left out: a hand edit changes it."
-    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
-
 def write_manifest(folder:Path, # the staging folder, data already saved
-                   manifest:dict, # what the job records
-                  )->Path:
-    "Write `manifest.json`, adding the format version and the data files' sizes."
-    manifest = {"format_version": ARTIFACT_FORMAT_VERSION, **manifest, "data_files": data_files(folder)}
-    manifest["manifest_sha256"] = manifest_checksum(manifest)
-    path = folder / MANIFEST
-    path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-    return path
+                   manifest:Manifest, # what the job records
+                  )->Manifest: # as written, with the data files' sizes
+    "Write `manifest.json` with the data files as they are now, then its checksum file."
+    manifest = replace(manifest, data_files=data_files(folder), format_version=ARTIFACT_FORMAT_VERSION)
+    raw = manifest.to_json().encode("utf-8")
+    (folder / MANIFEST).write_bytes(raw)
+    (folder / MANIFEST_CHECKSUM).write_text(f"{hashlib.sha256(raw).hexdigest()}  {MANIFEST}\n", encoding="utf-8")
+    return manifest
 
-def read_manifest(folder:Path)->dict:
-    "The manifest of the artifact in `folder`, or an `InputError` saying why there is none."
-    path = Path(folder) / MANIFEST
-    if not Path(folder).is_dir():
+# %% ../nbs/05_artifacts.ipynb #1d5c6a52
+def _manifest_bytes(folder:Path)->bytes:
+    "The manifest file's bytes, checked against its checksum file before anyone parses them."
+    if not folder.is_dir():
         raise InputError(f"No artifact at {folder}: run the preprocess job with this artifact_name first "
                          "(or give the artifacts_dir it was written to).")
-    try: return json.loads(path.read_text(encoding="utf-8"))
+    try: raw = (folder / MANIFEST).read_bytes()
     except FileNotFoundError: raise InputError(f"{folder} is not a complete artifact (no {MANIFEST}): preprocess it again.") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(f"The manifest {path} is corrupted ({e}): preprocess the artifact again with if_exists=overwrite.") from None
+    try: recorded = (folder / MANIFEST_CHECKSUM).read_text(encoding="utf-8").split()[0]
+    except (FileNotFoundError, IndexError, UnicodeDecodeError):
+        old = b'"manifest_sha256"' in raw
+        raise InputError(f"Artifact {folder} " + ("was written by asr-finetuner before 0.2 (format version 1), which this "
+                         "version does not read" if old else f"has no valid {MANIFEST_CHECKSUM}")
+                         + ": preprocess it again (if_exists=overwrite).") from None
+    if hashlib.sha256(raw).hexdigest() != recorded:
+        raise InputError(f"The manifest of {folder} was edited by hand or damaged: its checksum does not match its content. "
+                         f"Training relies on it: {Manifest.REPAIR}.")
+    return raw
 
-def check_artifact_files(folder:Path, manifest:dict):
+def read_manifest(folder:Path, # the artifact's folder
+                 )->Manifest: # its manifest, `path` set to `folder`
+    "The manifest of the artifact in `folder`, verified and typed; else an `InputError` saying why and what to do."
+    folder = Path(folder)
+    raw = _manifest_bytes(folder)
+    try: data = json.loads(raw.decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"The manifest {folder / MANIFEST} is not valid JSON ({e}): {Manifest.REPAIR}.") from None
+    version = data.get("format_version") if isinstance(data, dict) else None
+    if version != ARTIFACT_FORMAT_VERSION:
+        raise InputError(f"Artifact {folder} has format version {version!r}; this version of asr-finetuner reads version "
+                         f"{ARTIFACT_FORMAT_VERSION}: preprocess it again (if_exists=overwrite).")
+    return replace(Manifest.from_dict(data, str(folder / MANIFEST)), path=str(folder))
+
+def check_artifact_files(folder:Path, # the artifact's folder
+                         manifest:Manifest, # its manifest
+                        ):
     "Raise `InputError` if the data files differ from those the manifest lists."
-    if manifest.get("format_version") != ARTIFACT_FORMAT_VERSION:
-        raise InputError(f"Artifact {folder} has format version {manifest.get('format_version')!r}; this version of "
-                         f"asr-finetuner reads version {ARTIFACT_FORMAT_VERSION}: preprocess it again.")
-    if manifest.get("manifest_sha256") != manifest_checksum(manifest):
-        raise InputError(f"The manifest of {folder} was edited by hand: its checksum does not match its content. "
-                         "Training relies on it; preprocess the artifact again (if_exists=overwrite) instead of editing it.")
-    found, listed = data_files(Path(folder)), manifest.get("data_files", {})
-    if found != listed:
-        bad = sorted(set(found.items()) ^ set(listed.items()))[:3]
+    found = data_files(Path(folder))
+    if found != manifest.data_files:
+        bad = sorted(set(found.items()) ^ set(manifest.data_files.items()))[:3]
         raise InputError(f"Artifact {folder} is corrupted: its data files differ from its manifest ({bad}). "
                          "Preprocess it again with if_exists=overwrite.")
 
 def load_artifact(artifact_name:str, # the artifact's name
                   artifacts_dir:str|Path|None=None, # where artifacts live (default: `default_artifacts_dir()`)
                   verify:bool=False, # also recompute the content fingerprint (reads all data)
-                 )->tuple: # (DatasetDict with train and eval, manifest dict)
+                 )->tuple: # (DatasetDict with train and eval, `Manifest`)
     "Open the artifact `artifact_name`, checked against its manifest."
     folder = artifact_path(artifact_name, artifacts_dir)
     manifest = read_manifest(folder)
     check_artifact_files(folder, manifest)
     dd = load_from_disk(str(folder))
-    if verify and content_fingerprint(dd, manifest.get("fingerprint_extra")) != manifest.get("fingerprint"):
+    if verify and content_fingerprint(dd, manifest.fingerprint_extra) != manifest.fingerprint:
         raise InputError(f"Artifact {folder} is corrupted: its content does not match its fingerprint. Preprocess it again.")
     return dd, manifest

@@ -8,7 +8,7 @@ import argparse, importlib, sys, traceback, typing
 from dataclasses import fields, MISSING
 
 from . import __version__
-from .config import (InputError, JobConfig, PreprocessConfig, TrainConfig, EvaluateConfig, TranscribeConfig,
+from .config import (InputError, PreprocessConfig, TrainConfig, EvaluateConfig, TranscribeConfig,
                                   make_config, _unwrap_optional)
 
 # %% auto #0

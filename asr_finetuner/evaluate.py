@@ -4,11 +4,12 @@
 
 # %% ../nbs/08_evaluate.ipynb #2f219a49
 from __future__ import annotations
-import json, math, random, sys, time
+import json, math, sys, time
 from collections import Counter
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -20,11 +21,11 @@ from .audio import AudioError, load_audio, pad_to_window
 from .text import asr_metrics, clean_transcript
 from .whisper import load_model, load_processor, set_language_and_task
 from .sources import load_source
-from .artifacts import load_artifact
+from .artifacts import JsonRecord, load_artifact, seeded_subset
 
 # %% auto #0
 __all__ = ['SKIP_REASONS', 'window_frames', 'load_for_inference', 'generate_texts', 'transcribe_arrays', 'transcribe_frames',
-           'eval_subset', 'open_artifact_eval', 'artifact_utterances', 'open_dataset_eval', 'dataset_utterances',
+           'open_artifact_eval', 'artifact_utterances', 'open_dataset_eval', 'dataset_utterances', 'EvalMetrics',
            'eval_metrics', 'write_eval_outputs', 'eval_summary', 'evaluate', 'chunk_length', 'split_into_chunks',
            'transcribe_file', 'format_transcripts', 'transcribe']
 
@@ -118,29 +119,21 @@ def transcribe_frames(model, # a Whisper model
 # %% ../nbs/08_evaluate.ipynb #36c336df
 SKIP_REASONS = ("missing file", "undecodable audio", "empty audio", "empty text", "too long")
 
-def eval_subset(ds:Dataset, # an eval split
-                n:int|None, # at most this many rows (None: all)
-                seed:int=42, # seed of the subset
-               )->Dataset:
-    "A seeded random subset of `n` rows of `ds`, in source order: the rows the preprocess job's `cap_rows` picks."
-    if n is None or n >= len(ds): return ds
-    return ds.select(sorted(random.Random(seed).sample(range(len(ds)), n)), keep_in_memory=True)
-
 # %% ../nbs/08_evaluate.ipynb #c642304a
 def open_artifact_eval(cfg:EvaluateConfig, # the job's parameters, with artifact_name
                        n_mels:int, # the model's mel bins
                       )->tuple: # (eval rows, description of the data for metrics.json)
     "The artifact's eval rows to score, after checking that they fit the model and the parameters."
     dd, manifest = load_artifact(cfg.artifact_name, cfg.artifacts_dir)
-    if manifest.get("n_mels") != n_mels:
-        raise InputError(f"Artifact {cfg.artifact_name} holds {manifest.get('n_mels')} mel bins but the model {cfg.model_id} "
+    if manifest.n_mels != n_mels:
+        raise InputError(f"Artifact {cfg.artifact_name} holds {manifest.n_mels} mel bins but the model {cfg.model_id} "
                          f"takes {n_mels}: preprocess the data again with model_id={cfg.model_id}.")
-    for name, theirs, ours in (("language", manifest.get("language"), cfg.language), ("task", manifest.get("task"), cfg.task)):
+    for name, theirs, ours in (("language", manifest.language, cfg.language), ("task", manifest.task, cfg.task)):
         if theirs != ours:
             raise InputError(f"Artifact {cfg.artifact_name} was made for {name} {theirs}, not {ours}: set {name}={theirs}.")
-    rows = eval_subset(dd["eval"], cfg.max_eval_samples, cfg.seed)
-    return rows, {"kind": "artifact", "artifact_name": cfg.artifact_name, "fingerprint": manifest.get("fingerprint"),
-                  "dataset_name": manifest.get("parameters", {}).get("dataset_name"), "eval_rows": len(dd["eval"])}
+    rows = seeded_subset(dd["eval"], cfg.max_eval_samples, cfg.seed)
+    return rows, {"kind": "artifact", "artifact_name": cfg.artifact_name, "fingerprint": manifest.fingerprint,
+                  "dataset_name": manifest.parameters.get("dataset_name"), "eval_rows": len(dd["eval"])}
 
 def artifact_utterances(rows:Dataset, # an artifact's eval rows
                         max_seconds:float, # the model's window, in seconds
@@ -158,7 +151,7 @@ def open_dataset_eval(cfg:EvaluateConfig, # the job's parameters, with dataset_n
     "The dataset's eval rows to score, read as the preprocess job reads them."
     source, info = load_source(cfg.dataset_name, cfg.language_code, dataset_config=cfg.dataset_config, eval_split=cfg.eval_split,
                                audio_column=cfg.audio_column, text_column=cfg.text_column, seed=cfg.seed)
-    return eval_subset(source["eval"], cfg.max_eval_samples, cfg.seed), {**info, "eval_rows": len(source["eval"])}
+    return seeded_subset(source["eval"], cfg.max_eval_samples, cfg.seed), {**info, "eval_rows": len(source["eval"])}
 
 def _source_id(audio, i:int)->str:
     path = audio.get("path") if isinstance(audio, dict) else audio
@@ -180,6 +173,31 @@ def dataset_utterances(rows:Dataset, # eval rows with undecoded `audio` and `tex
         yield {"source": _source_id(r["audio"], i), "reference": text, "duration": len(x) / sampling_rate, "input": x}
 
 # %% ../nbs/08_evaluate.ipynb #45d41012
+@dataclass
+class EvalMetrics(JsonRecord):
+    "The content of an evaluate run's `metrics.json`. Scores are fractions (0.25 is 25%)."
+    REPAIR = "it is written by the evaluate job: evaluate again, or restore the file"
+    model_id: str # the model scored
+    data: dict # what was scored: artifact or dataset, split, rows
+    language: str # the language given to the model
+    task: str # transcribe or translate
+    num_beams: int # beams used for decoding
+    wer: float # word error rate on the raw text
+    wer_normalized: float # after Whisper's English-style normalisation
+    cer: float # character error rate
+    cer_normalized: float # character error rate after normalisation
+    repetition_rate: float # share of predictions caught in a repetition loop
+    num_utterances: int # utterances scored
+    num_empty_references: int # of those, with an empty reference
+    skipped: dict # rows not scored, by reason
+    num_skipped: int # rows not scored
+    audio_seconds: float # audio scored
+    transcribe_seconds: float # time spent in feature extraction and decoding
+    real_time_factor: float|None # transcribe_seconds / audio_seconds
+    device: str # where the model ran
+    seconds: float # the whole job's time
+
+# %% ../nbs/08_evaluate.ipynb #45d41013
 def _utterance_wer(prediction:str, reference:str)->float|None:
     w = asr_metrics([prediction], [reference])["wer"]
     return None if math.isnan(w) else w
@@ -187,7 +205,7 @@ def _utterance_wer(prediction:str, reference:str)->float|None:
 def eval_metrics(results:list, # scored utterances: {source, reference, duration, prediction}
                  skipped:Counter, # skipped rows by reason
                  seconds:float, # time spent transcribing
-                )->dict: # the metrics of metrics.json, without the run's description
+                )->dict: # the scores and counts of `EvalMetrics`
     "WER, CER (raw and normalised), repetition rate, counts, and the real-time factor."
     m = asr_metrics([r["prediction"] for r in results], [r["reference"] for r in results])
     audio = float(sum(r["duration"] for r in results))
@@ -197,16 +215,17 @@ def eval_metrics(results:list, # scored utterances: {source, reference, duration
             "audio_seconds": round(audio, 3), "transcribe_seconds": round(seconds, 3),
             "real_time_factor": round(seconds / audio, 4) if audio else None}
 
+# %% ../nbs/08_evaluate.ipynb #45d41015
 def write_eval_outputs(out:Path, # the output folder
                        cfg:EvaluateConfig, # the job's parameters
-                       metrics:dict, # from `eval_metrics`, with the run's description
+                       metrics:EvalMetrics, # the run's metrics
                        results:list, # scored utterances
                       )->Path:
     "Write metrics.json, predictions.jsonl and eval_config.json into `out`."
     if out.exists() and not out.is_dir(): raise InputError(f"Output folder {out} is a file: give output_dir a folder path.")
     try: out.mkdir(parents=True, exist_ok=True)
     except OSError as e: raise InputError(f"Cannot create the output folder {out} ({e.strerror}): choose a writable output_dir.") from None
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    metrics.write(out / "metrics.json")
     with open(out / "predictions.jsonl", "w", encoding="utf-8") as f:
         for r in results:
             f.write(json.dumps({"source": r["source"], "reference": r["reference"], "prediction": r["prediction"],
@@ -214,13 +233,15 @@ def write_eval_outputs(out:Path, # the output folder
     save_config(cfg, out / "eval_config.json")
     return out
 
-def eval_summary(metrics:dict, out:Path)->str:
+def eval_summary(metrics:EvalMetrics, # the run's metrics
+                 out:Path, # where they were written
+                )->str:
     "A few lines on what was scored, the scores, and where the files are."
-    d, pct = metrics["data"], lambda k: f"{100 * metrics[k]:.1f}%"
+    d, pct = metrics.data, lambda k: f"{100 * getattr(metrics, k):.1f}%"
     what = f"artifact {d['artifact_name']}" if d["kind"] == "artifact" else f"dataset {d['dataset_name']} ({d['eval_split'] or 'carved eval'})"
-    skips = ", ".join(f"{k} {v}" for k, v in metrics["skipped"].items() if v) or "none"
-    rtf = f"{metrics['real_time_factor']:.3f}" if metrics["real_time_factor"] is not None else "n/a"
-    return (f"Evaluated {metrics['model_id']} on {what}: {metrics['num_utterances']} utterances, {metrics['audio_seconds'] / 60:.1f} min of audio\n"
+    skips = ", ".join(f"{k} {v}" for k, v in metrics.skipped.items() if v) or "none"
+    rtf = f"{metrics.real_time_factor:.3f}" if metrics.real_time_factor is not None else "n/a"
+    return (f"Evaluated {metrics.model_id} on {what}: {metrics.num_utterances} utterances, {metrics.audio_seconds / 60:.1f} min of audio\n"
             f"  WER {pct('wer')} (normalised {pct('wer_normalized')}), CER {pct('cer')} (normalised {pct('cer_normalized')}), "
             f"repetition {pct('repetition_rate')}, real-time factor {rtf}; skipped: {skips}\n"
             f"  metrics.json and predictions.jsonl in {out}")
@@ -228,7 +249,7 @@ def eval_summary(metrics:dict, out:Path)->str:
 # %% ../nbs/08_evaluate.ipynb #ccaf121b
 def evaluate(config:EvaluateConfig|None=None, # the job's parameters as an object, or give them as keyword arguments
              **params, # the parameters of `EvaluateConfig`: model_id, artifact_name or dataset_name, ...
-            )->dict: # the metrics written to metrics.json
+            )->EvalMetrics: # what metrics.json holds
     "Run the evaluate job: score `model_id` on an artifact's or a dataset's eval split."
     cfg = config if config is not None else make_config(EvaluateConfig, **params)
     start = time.time()
@@ -254,8 +275,8 @@ def evaluate(config:EvaluateConfig|None=None, # the job's parameters as an objec
         reasons = ", ".join(f"{k}: {v}" for k, v in skipped.items()) or "the eval split is empty"
         raise InputError(f"Nothing to score: every one of the {len(rows)} eval rows was skipped ({reasons}). "
                          "Check the audio and text columns and the eval split.")
-    metrics = {"model_id": cfg.model_id, "data": data, "language": cfg.language, "task": cfg.task, "num_beams": cfg.num_beams,
-               **eval_metrics(results, skipped, seconds), "device": str(model.device), "seconds": round(time.time() - start, 1)}
+    metrics = EvalMetrics(model_id=cfg.model_id, data=data, language=cfg.language, task=cfg.task, num_beams=cfg.num_beams,
+                          **eval_metrics(results, skipped, seconds), device=str(model.device), seconds=round(time.time() - start, 1))
     out = write_eval_outputs(cfg.resolved_output_dir, cfg, metrics, results)
     print(eval_summary(metrics, out))
     return metrics

@@ -4,8 +4,9 @@
 
 # %% ../nbs/06_preprocess.ipynb #beff2670
 from __future__ import annotations
-import hashlib, json, os, platform, random, shutil, time
+import ctypes, hashlib, json, os, platform, shutil, signal, sys, time
 from collections import Counter
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -21,13 +22,13 @@ from .audio import AudioError, SAMPLING_RATE, is_silent, load_audio, log_mel_fra
 from .text import clean_transcript
 from .whisper import load_processor, vocabulary_hash
 from .sources import load_source
-from .artifacts import (MANIFEST, artifact_path, content_fingerprint, read_manifest, staged_artifact,
-                                     write_manifest)
+from .artifacts import (Manifest, artifact_path, content_fingerprint, read_manifest, seeded_subset,
+                                     staged_artifact, write_manifest)
 
 # %% auto #0
 __all__ = ['DROP_REASONS', 'MIN_ROWS_PER_PROCESS', 'artifact_features', 'label_prefix', 'encode_labels', 'process_batch',
-           'cap_rows', 'processes_for', 'process_split', 'estimate_bytes', 'check_free_space', 'preprocess',
-           'build_manifest', 'summary', 'wandb_artifact_ref', 'log_wandb_artifact']
+           'die_with_parent', 'children_die_with_this_process', 'processes_for', 'process_split', 'estimate_bytes',
+           'check_free_space', 'preprocess', 'build_manifest', 'summary', 'wandb_artifact_ref', 'log_wandb_artifact']
 
 # %% ../nbs/06_preprocess.ipynb #9bacb20e
 DROP_REASONS = ("missing file", "undecodable audio", "empty text", "silent audio", "too short", "too long", "label too long")
@@ -99,16 +100,29 @@ def process_batch(batch:dict, # source rows: lists under "audio" (undecoded) and
             "text": texts, "duration": [d for _, d, _ in decoded], "source": [_source_id(a) for a in batch["audio"]],
             "drop_reason": reasons}
 
-# %% ../nbs/06_preprocess.ipynb #49cb4dc4
-def cap_rows(ds:Dataset|IterableDataset, # a source split
-             n:int|None, # at most this many rows (None: all)
-             seed:int=42, # seed of the subset
-            ):
-    "A seeded random subset of `n` rows of `ds`, in source order (streamed: shuffled through a buffer)."
-    if n is None: return ds
-    if isinstance(ds, IterableDataset): return ds.shuffle(seed=seed, buffer_size=10_000).take(n)
-    if n >= len(ds): return ds
-    return ds.select(sorted(random.Random(seed).sample(range(len(ds)), n)))
+# %% ../nbs/06_preprocess.ipynb #49cb4dc5
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+_fork_state = {"scoped": False, "parent": None}  # whether forks now get the signal, and who forks
+
+def die_with_parent(parent_pid:int, # the pid this process was forked from
+                   )->bool: # whether the parent-death signal is set
+    "Make this process get SIGKILL when its parent `parent_pid` dies (Linux); exit now if it already has."
+    if not sys.platform.startswith("linux") or os.getpid() == parent_pid: return False
+    if ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL) != 0: return False
+    if os.getppid() != parent_pid: os._exit(1)  # orphaned before the signal was set: nobody will collect our work
+    return True
+
+def _before_fork(): _fork_state["parent"] = os.getpid()
+def _after_fork_in_child():
+    if _fork_state["scoped"]: die_with_parent(_fork_state["parent"])
+os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
+
+@contextmanager
+def children_die_with_this_process():
+    "Within the block, every process forked from this one is killed when this one dies (Linux)."
+    before, _fork_state["scoped"] = _fork_state["scoped"], True
+    try: yield
+    finally: _fork_state["scoped"] = before
 
 # %% ../nbs/06_preprocess.ipynb #270fb151
 def _map_fingerprint(ds, fn_kwargs, split)->str:
@@ -128,11 +142,12 @@ def processes_for(rows:int, num_proc:int|None)->int|None:
 def _map_split(ds, fn_kwargs, features, work_dir, split, num_proc):
     "Run `process_batch` over an in-memory or on-disk split; the processed split, drop reasons included."
     procs = processes_for(len(ds), num_proc)
-    return ds.map(process_batch, batched=True, batch_size=32, features=features,
-                  fn_kwargs={**fn_kwargs, "torch_threads": 1 if procs else None},  # 1 thread per worker; the caller's untouched
-                  new_fingerprint=_map_fingerprint(ds, fn_kwargs, split),
-                  remove_columns=ds.column_names, num_proc=procs,
-                  cache_file_name=str(work_dir / f"{split}.arrow"), load_from_cache_file=False, desc=f"preprocess {split}")
+    with children_die_with_this_process():
+        return ds.map(process_batch, batched=True, batch_size=32, features=features,
+                      fn_kwargs={**fn_kwargs, "torch_threads": 1 if procs else None},  # 1 thread per worker; the caller's untouched
+                      new_fingerprint=_map_fingerprint(ds, fn_kwargs, split),
+                      remove_columns=ds.column_names, num_proc=procs,
+                      cache_file_name=str(work_dir / f"{split}.arrow"), load_from_cache_file=False, desc=f"preprocess {split}")
 
 def _stream_split(ds, fn_kwargs, features, work_dir, split):
     "Run `process_batch` over a streamed split, writing batches to an Arrow file as they come."
@@ -210,13 +225,13 @@ def _check_kept(reports):
 
 def preprocess(config:PreprocessConfig|None=None, # the job's parameters as an object, or give them as keyword arguments
                **params, # the parameters of `PreprocessConfig`: artifact_name, model_id, dataset_name, ...
-              )->dict: # the artifact's manifest, with its "path"
+              )->Manifest: # the artifact's manifest, with its `path`
     "Run the preprocess job: read `dataset_name`, write the artifact `artifact_name`."
     cfg = config if config is not None else make_config(PreprocessConfig, **params)
     start = time.time()
     final = artifact_path(cfg.artifact_name, cfg.artifacts_dir)
     if final.exists() and cfg.if_exists != "overwrite":
-        if cfg.if_exists == "reuse": return {**read_manifest(final), "path": str(final)}
+        if cfg.if_exists == "reuse": return read_manifest(final)
         raise InputError(f"Artifact {cfg.artifact_name} already exists at {final}: choose another artifact_name, "
                          "or set if_exists=overwrite (or reuse).")
     processor = load_processor(cfg.model_id)
@@ -225,7 +240,7 @@ def preprocess(config:PreprocessConfig|None=None, # the job's parameters as an o
                                train_split=cfg.train_split, eval_split=cfg.eval_split, audio_column=cfg.audio_column,
                                text_column=cfg.text_column, streaming=cfg.streaming, seed=cfg.seed)
     caps = {"train": cfg.max_train_samples, "eval": cfg.max_eval_samples}
-    rows = {s: cap_rows(source[s], caps[s], cfg.seed) for s in ("train", "eval")}
+    rows = {s: seeded_subset(source[s], caps[s], cfg.seed) for s in ("train", "eval")}
     check_free_space(final.parent, estimate_bytes(rows, processor.feature_extractor.feature_size))
     with staged_artifact(final, cfg.if_exists) as staging:
         work = staging / "_work"; work.mkdir()
@@ -237,37 +252,44 @@ def preprocess(config:PreprocessConfig|None=None, # the job's parameters as an o
         del splits, results
         _remove_tree(work)
         processor.save_pretrained(staging / "processor")
-        manifest = build_manifest(cfg, processor, info, reports, prefix, start)
-        manifest["fingerprint_extra"] = {k: manifest[k] for k in ("language", "task", "feature_extractor", "tokenizer")}
-        manifest["fingerprint"] = content_fingerprint(datasets.load_from_disk(str(staging)), manifest["fingerprint_extra"])
-        write_manifest(staging, manifest)
-    manifest = {**read_manifest(final), "path": str(final)}
+        write_manifest(staging, build_manifest(cfg, processor, info, reports, prefix, start, staging))
+    manifest = read_manifest(final)
     print(summary(manifest))
     if cfg.wandb: log_wandb_artifact(final, manifest, cfg.wandb_project)
     return manifest
 
 def _remove_tree(path:Path):
-    import shutil; shutil.rmtree(path, ignore_errors=True)
+    shutil.rmtree(path, ignore_errors=True)
 
-def build_manifest(cfg, processor, info, reports, prefix, start)->dict:
-    "What the artifact records about how it was made and what it holds."
+def build_manifest(cfg:PreprocessConfig, # the job's parameters
+                   processor, # the model's processor
+                   info:dict, # the source's description, from `load_source`
+                   reports:dict, # per split, from `_split_report`
+                   prefix:list, # the label prefix
+                   start:float, # when the job started (`time.time()`)
+                   staging:Path, # the staging folder, splits already saved (for the fingerprint)
+                  )->Manifest:
+    "What the artifact records about how it was made and what it holds: the manifest's one builder."
     fe = processor.feature_extractor.to_dict(); fe.pop("mel_filters", None)
-    return {"artifact_name": cfg.artifact_name, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "parameters": cfg.to_dict(), "source": info, "model_id": cfg.model_id,
-            "language": cfg.language, "language_code": cfg.language_code, "whisper_language": language_code_of(cfg.language),
-            "task": cfg.task, "label_prefix": prefix, "max_sequence_length": cfg.max_sequence_length,
-            "feature_extractor": fe, "n_mels": processor.feature_extractor.feature_size,
-            "tokenizer": {"vocab_size": len(processor.tokenizer), "vocabulary_hash": vocabulary_hash(processor.tokenizer)},
-            "splits": reports, "features": {k: str(v) for k, v in artifact_features(processor.feature_extractor.feature_size).items() if k != "drop_reason"},
-            "versions": _versions(), "seconds": round(time.time() - start, 1)}
+    tokenizer = {"vocab_size": len(processor.tokenizer), "vocabulary_hash": vocabulary_hash(processor.tokenizer)}
+    extra = {"language": cfg.language, "task": cfg.task, "feature_extractor": fe, "tokenizer": tokenizer}
+    return Manifest(artifact_name=cfg.artifact_name, created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    parameters=cfg.to_dict(), source=info, model_id=cfg.model_id, language=cfg.language,
+                    language_code=cfg.language_code, whisper_language=language_code_of(cfg.language), task=cfg.task,
+                    label_prefix=prefix, max_sequence_length=cfg.max_sequence_length, feature_extractor=fe,
+                    n_mels=processor.feature_extractor.feature_size, tokenizer=tokenizer, splits=reports,
+                    features={k: str(v) for k, v in artifact_features(processor.feature_extractor.feature_size).items() if k != "drop_reason"},
+                    versions=_versions(), seconds=round(time.time() - start, 1), fingerprint_extra=extra,
+                    fingerprint=content_fingerprint(datasets.load_from_disk(str(staging)), extra))
 
-def summary(manifest:dict)->str:
+def summary(manifest:Manifest, # an artifact's manifest
+           )->str:
     "A few lines on what the job kept and dropped, and where the artifact is."
-    lines = [f"Artifact {manifest['artifact_name']} ({manifest['language']}, {manifest['task']}) at {manifest.get('path')}"]
-    for s, r in manifest["splits"].items():
+    lines = [f"Artifact {manifest.artifact_name} ({manifest.language}, {manifest.task}) at {manifest.path}"]
+    for s, r in manifest.splits.items():
         drops = ", ".join(f"{k} {v}" for k, v in r["dropped"].items() if v) or "none"
         lines.append(f"  {s:5s}: kept {r['rows_kept']}/{r['rows_in']} rows, {r['audio_hours'] * 60:.1f} min of audio; dropped: {drops}")
-    lines.append(f"  fingerprint {manifest['fingerprint'][:16]}, {manifest['seconds']} s")
+    lines.append(f"  fingerprint {manifest.fingerprint[:16]}, {manifest.seconds} s")
     return "\n".join(lines)
 
 # %% ../nbs/06_preprocess.ipynb #2ac49970
@@ -276,21 +298,21 @@ def _import_wandb():
     except ImportError: raise InputError("wandb=True needs the wandb package: pip install 'asr-finetuner[wandb]'.") from None
     return wandb
 
-def wandb_artifact_ref(manifest:dict, # an artifact's manifest
+def wandb_artifact_ref(manifest:Manifest, # an artifact's manifest
                       )->str: # "<artifact_name>:fp-<16 hex digits>"
     "The W&B Artifact version logged for this artifact's content: its name and the alias of its fingerprint."
-    return f"{manifest['artifact_name']}:fp-{manifest['fingerprint'][:16]}"
+    return f"{manifest.artifact_name}:fp-{manifest.fingerprint[:16]}"
 
 def log_wandb_artifact(folder:Path, # the published artifact
-                       manifest:dict, # its manifest
+                       manifest:Manifest, # its manifest
                        project:str="asr-finetuner", # W&B project
                       )->str: # the logged version, as `wandb_artifact_ref` names it
     "Log the artifact in `folder` to W&B as a dataset Artifact named after it, aliased by its fingerprint."
     wandb = _import_wandb()
     keep = ("artifact_name", "fingerprint", "language", "task", "model_id", "splits", "source", "n_mels")
     ref = wandb_artifact_ref(manifest)
-    with wandb.init(project=project, job_type="preprocess", config=manifest["parameters"]) as run:
-        art = wandb.Artifact(manifest["artifact_name"], type="dataset", metadata={k: manifest[k] for k in keep})
+    with wandb.init(project=project, job_type="preprocess", config=manifest.parameters) as run:
+        art = wandb.Artifact(manifest.artifact_name, type="dataset", metadata={k: getattr(manifest, k) for k in keep})
         art.add_dir(str(folder))
         run.log_artifact(art, aliases=["latest", ref.split(":")[1]])
     return ref

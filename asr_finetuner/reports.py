@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_reports.ipynb #9aa81f6c
 from __future__ import annotations
-import json, shutil, tempfile
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -15,28 +15,28 @@ from .audio import AudioError, load_audio
 __all__ = ['SCORES', 'splits_table', 'scores_table', 'eval_table', 'worst_predictions', 'show_worst']
 
 # %% ../nbs/10_reports.ipynb #70195c88
-def splits_table(manifest:dict, # the preprocess job's manifest
+def splits_table(manifest, # the preprocess job's `Manifest`
                 )->pd.DataFrame: # one row per split: rows in, kept, dropped by reason, minutes of audio
     "Rows and audio kept and dropped per split of an artifact."
     rows = {s: {"rows in": r["rows_in"], "kept": r["rows_kept"], "minutes": round(60 * r["audio_hours"], 2),
-                **{f"dropped: {k}": v for k, v in r["dropped"].items()}} for s, r in manifest["splits"].items()}
+                **{f"dropped: {k}": v for k, v in r["dropped"].items()}} for s, r in manifest.splits.items()}
     return pd.DataFrame(rows).T
 
 # %% ../nbs/10_reports.ipynb #a7c79041
 SCORES = ("wer", "wer_normalized", "cer", "repetition_rate")
 
-def scores_table(metrics:dict, # the train job's metrics
+def scores_table(metrics, # the train job's `TrainMetrics`
                 )->pd.DataFrame: # scores in % at step 0 and after training
     "The base model's scores (step 0) beside the fine-tuned model's, in %."
-    cols = {"step 0 (base model)": metrics.get("step_0") or {}, "fine-tuned": metrics["final"]}
+    cols = {"step 0 (base model)": metrics.step_0 or {}, "fine-tuned": metrics.final}
     return pd.DataFrame({c: {k: round(100 * v[k], 2) for k in SCORES if k in v} for c, v in cols.items()})
 
 # %% ../nbs/10_reports.ipynb #e7a1c0d3
-def eval_table(metrics:dict, # the evaluate job's metrics (its metrics.json)
+def eval_table(metrics, # the evaluate job's `EvalMetrics` (its metrics.json)
               )->pd.DataFrame: # one column: scores in %, utterances scored and skipped, real-time factor
     "An evaluate run's scores in %, with how many utterances they cover and the decoding speed."
-    rows = {k: round(100 * metrics[k], 2) for k in SCORES}
-    rows.update({k: metrics[k] for k in ("num_utterances", "num_skipped", "real_time_factor")})
+    rows = {k: round(100 * getattr(metrics, k), 2) for k in SCORES}
+    rows.update({k: getattr(metrics, k) for k in ("num_utterances", "num_skipped", "real_time_factor")})
     return pd.DataFrame({"value": rows})
 
 # %% ../nbs/10_reports.ipynb #d6e5cb8e

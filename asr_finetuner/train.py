@@ -4,51 +4,53 @@
 
 # %% ../nbs/07_train.ipynb #ccfe567d
 from __future__ import annotations
-import fcntl, json, math, os, resource, time, warnings
-from dataclasses import dataclass, replace
+import fcntl, json, os, resource, time, warnings
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments, TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
-from .config import InputError, TrainConfig, make_config, save_config, language_name
+from .config import InputError, TrainConfig, make_config, save_config
 from .audio import pad_to_window
-from .text import asr_metrics, normalize_text
+from .text import asr_metrics
 from .whisper import load_model, load_processor, set_language_and_task, vocabulary_hash
-from .artifacts import load_artifact
+from .artifacts import JsonRecord, Manifest, load_artifact, seeded_subset
 from .preprocess import wandb_artifact_ref
 
 # %% auto #0
-__all__ = ['PUSH_IGNORE', 'check_artifact_fits', 'stretch_frames', 'warp_mels', 'WhisperCollator', 'make_compute_metrics',
-           'resolve_precision', 'training_arguments', 'FinalStepCallback', 'WandbArtifactCallback', 'finish_wandb_run',
-           'prepare_model', 'add_lora', 'merged', 'OutputLock', 'metrics_history', 'plot_curves', 'model_card',
-           'ASRTrainer', 'load_training_data', 'train', 'save_outputs', 'push_model']
+__all__ = ['PUSH_IGNORE', 'check_artifact_fits', 'stretch_frames', 'warp_mels', 'FrameAugmentation', 'AugmentedRows',
+           'WhisperCollator', 'make_compute_metrics', 'resolve_precision', 'training_arguments', 'FinalStepCallback',
+           'WandbArtifactCallback', 'prepare_model', 'add_lora', 'merged', 'OutputLock', 'metrics_history',
+           'plot_curves', 'TrainMetrics', 'model_card', 'finish_wandb_run', 'load_training_data', 'TrainingRun',
+           'train', 'run_metrics', 'save_outputs', 'push_model']
 
 # %% ../nbs/07_train.ipynb #aeb4d99a
-def check_artifact_fits(manifest:dict, # the artifact's manifest
+def check_artifact_fits(manifest:Manifest, # the artifact's manifest
                         cfg:TrainConfig, # the train job's parameters
                         model_config, # the model's `WhisperConfig`
                         tokenizer, # the model's tokenizer
                        ):
     "Raise `InputError` when the artifact does not fit the model or the parameters."
-    made = manifest.get("parameters", {})
+    made = manifest.parameters
     checks = [("dataset_name", made.get("dataset_name"), cfg.dataset_name), ("language_code", made.get("language_code"), cfg.language_code),
-              ("language", manifest.get("language"), cfg.language), ("task", manifest.get("task"), cfg.task)]
+              ("language", manifest.language, cfg.language), ("task", manifest.task, cfg.task)]
     for name, theirs, ours in checks:
         if theirs != ours:
             raise InputError(f"Artifact {cfg.artifact_name} was made with {name}={theirs!r}, not {ours!r}: "
                              f"give {name}={theirs!r}, or preprocess the data again with {name}={ours!r}.")
-    if manifest.get("n_mels") != model_config.num_mel_bins:
-        raise InputError(f"Artifact {cfg.artifact_name} has {manifest.get('n_mels')} mel bins but {cfg.model_id} takes "
+    if manifest.n_mels != model_config.num_mel_bins:
+        raise InputError(f"Artifact {cfg.artifact_name} has {manifest.n_mels} mel bins but {cfg.model_id} takes "
                          f"{model_config.num_mel_bins}: preprocess again with model_id={cfg.model_id}.")
-    if manifest.get("tokenizer", {}).get("vocabulary_hash") != vocabulary_hash(tokenizer):
+    if manifest.tokenizer.get("vocabulary_hash") != vocabulary_hash(tokenizer):
         raise InputError(f"Artifact {cfg.artifact_name} was tokenised with another vocabulary than {cfg.model_id}'s: "
                          f"preprocess again with model_id={cfg.model_id}.")
-    if cfg.max_sequence_length > manifest.get("max_sequence_length", 448):
+    if cfg.max_sequence_length > manifest.max_sequence_length:
         raise InputError(f"max_sequence_length={cfg.max_sequence_length} is above the artifact's "
-                         f"({manifest['max_sequence_length']}): longer labels were already dropped. Lower it, or preprocess again.")
+                         f"({manifest.max_sequence_length}): longer labels were already dropped. Lower it, or preprocess again.")
 
 # %% ../nbs/07_train.ipynb #a0c1e5d1
 def _interpolate_rows(x:np.ndarray, at:np.ndarray)->np.ndarray:
@@ -63,6 +65,7 @@ def stretch_frames(frames:np.ndarray, # a clip's frames, (frames, n_mels)
     n = len(frames)
     return _interpolate_rows(frames.astype(np.float32), np.linspace(0, n - 1, max(1, round(n / rate))))
 
+# %% ../nbs/07_train.ipynb #a0c1e5e1
 def warp_mels(frames:np.ndarray, # a clip's frames, (frames, n_mels)
               factor:float, # above 1 moves the spectrum up, below 1 down
              )->np.ndarray: # float32, same shape
@@ -70,8 +73,38 @@ def warp_mels(frames:np.ndarray, # a clip's frames, (frames, n_mels)
     n_mels = frames.shape[1]
     return _interpolate_rows(frames.astype(np.float32).T, np.clip(np.arange(n_mels) / factor, 0, n_mels - 1)).T
 
+# %% ../nbs/07_train.ipynb #a0c1e5e4
 def _uniform(low:float, high:float)->float:
     return low + (high - low) * torch.rand(()).item()
+
+@dataclass
+class FrameAugmentation:
+    "Random speed and mel-axis warp applied to a clip's frames, drawn from torch's generator at each call."
+    window_frames: int # the model's input length in frames: no stretch goes past it
+    speed_perturbation: float = 0.0 # stretch in time by a random rate in 1 +- this; 0: off
+    frequency_warp: float = 0.0 # warp the mel axis by a random factor in 1 +- this; 0: off
+
+    def __call__(self, frames:np.ndarray)->np.ndarray:
+        "A clip's frames, augmented (unchanged when both settings are 0)."
+        if self.speed_perturbation:  # never slower than what still fits the window
+            slowest = max(1 - self.speed_perturbation, len(frames) / self.window_frames)
+            frames = stretch_frames(frames, _uniform(slowest, 1 + self.speed_perturbation))
+        if self.frequency_warp: frames = warp_mels(frames, _uniform(1 - self.frequency_warp, 1 + self.frequency_warp))
+        return frames
+
+    @property
+    def active(self)->bool: return bool(self.speed_perturbation or self.frequency_warp)
+
+# %% ../nbs/07_train.ipynb #a0c1e5e5
+class AugmentedRows(torch.utils.data.Dataset):
+    "The rows of a split with their frames augmented anew at every read: the training data, never the eval data."
+    def __init__(self, rows, # a split in numpy format
+                 augment:FrameAugmentation, # what to do to each row's frames
+                ): self.rows, self.augment = rows, augment
+    def __len__(self): return len(self.rows)
+    def _augmented(self, row:dict)->dict: return {**row, "log_mel_frames": self.augment(np.asarray(row["log_mel_frames"]))}
+    def __getitem__(self, i:int)->dict: return self._augmented(self.rows[int(i)])
+    def __getitems__(self, indices:list)->list: return [self._augmented(r) for r in self.rows.__getitems__(list(indices))]
 
 # %% ../nbs/07_train.ipynb #809503a5
 @dataclass
@@ -80,26 +113,15 @@ class WhisperCollator:
     window_frames: int # the model's input length in frames: 2 * max_source_positions (3000 for 30 s)
     decoder_start_token_id: int # `<|startoftranscript|>`
     dtype: torch.dtype = torch.float32 # dtype of the features given to the model
-    speed_perturbation: float = 0.0 # augmentation: stretch in time by a random rate in 1 +- this (see below)
-    frequency_warp: float = 0.0 # augmentation: warp the mel axis by a random factor in 1 +- this (see below)
 
     def __call__(self, rows:list)->dict:
-        frames = [self.perturb(np.asarray(r["log_mel_frames"])) for r in rows]
-        feats = np.stack([pad_to_window(f, self.window_frames) for f in frames])
+        feats = np.stack([pad_to_window(np.asarray(r["log_mel_frames"]), self.window_frames) for r in rows])
         labels = [list(r["labels"]) for r in rows]
         labels = [l[1:] if l and l[0] == self.decoder_start_token_id else l for l in labels]
         width = max(map(len, labels))
         padded = torch.full((len(labels), width), -100, dtype=torch.long)
         for i, l in enumerate(labels): padded[i, :len(l)] = torch.tensor(l, dtype=torch.long)
         return {"input_features": torch.from_numpy(feats).to(self.dtype), "labels": padded}
-
-    def perturb(self, frames:np.ndarray)->np.ndarray:
-        "A clip's frames, augmented as the collator's settings ask (unchanged when both are 0)."
-        if self.speed_perturbation:  # never slower than what still fits the window
-            slowest = max(1 - self.speed_perturbation, len(frames) / self.window_frames)
-            frames = stretch_frames(frames, _uniform(slowest, 1 + self.speed_perturbation))
-        if self.frequency_warp: frames = warp_mels(frames, _uniform(1 - self.frequency_warp, 1 + self.frequency_warp))
-        return frames
 
 # %% ../nbs/07_train.ipynb #fae5bc16
 def make_compute_metrics(tokenizer, # the model's tokenizer
@@ -150,6 +172,7 @@ def training_arguments(cfg:TrainConfig, # the train job's parameters
         use_cpu=not torch.cuda.is_available(),  # without it, torchrun on CPU runs N independent trainings, not DDP
         disable_tqdm=False, save_only_model=False, push_to_hub=False)
 
+# %% ../nbs/07_train.ipynb #3a0b171c
 class FinalStepCallback(TrainerCallback):
     "Save a checkpoint and evaluate at the last step, whatever `save_steps` and `eval_steps` are."
     def on_step_end(self, args, state, control, **kwargs):
@@ -159,28 +182,17 @@ class FinalStepCallback(TrainerCallback):
 # %% ../nbs/07_train.ipynb #4b1e2a71
 class WandbArtifactCallback(TrainerCallback):
     "On the W&B run: record the artifact trained on, and use its W&B Artifact when preprocess logged one."
-    def __init__(self, manifest:dict): self.manifest = manifest # the artifact's manifest
+    def __init__(self, manifest:Manifest): self.manifest = manifest # the artifact's manifest
     def on_train_begin(self, args, state, control, **kwargs):
         import wandb
         if wandb.run is None: return  # W&B off, or a process other than the first
         ref = wandb_artifact_ref(self.manifest)
-        wandb.run.config.update({"artifact_name": self.manifest["artifact_name"], "wandb_artifact": ref,
-                                 "artifact_fingerprint": self.manifest["fingerprint"]}, allow_val_change=True)
+        wandb.run.config.update({"artifact_name": self.manifest.artifact_name, "wandb_artifact": ref,
+                                 "artifact_fingerprint": self.manifest.fingerprint}, allow_val_change=True)
         if wandb.run.offline: return
         try: wandb.run.use_artifact(ref, type="dataset")
         except (wandb.errors.CommError, ValueError) as e:
             warnings.warn(f"W&B has no artifact {ref} ({e}); run preprocess with wandb=True to log it. Training goes on.")
-
-# %% ../nbs/07_train.ipynb #4b1e2a72
-def finish_wandb_run(metrics:dict, # the train job's metrics
-                    ):
-    "Put the step-0 and final scores in the W&B run's summary and finish the run, so the next job starts its own."
-    import wandb
-    if wandb.run is None: return
-    scores = {f"final/{k}": v for k, v in metrics["final"].items()}
-    if metrics.get("step_0"): scores.update({f"step_0/{k}": v for k, v in metrics["step_0"].items() if k != "step"})
-    wandb.run.summary.update(scores)
-    wandb.finish()
 
 # %% ../nbs/07_train.ipynb #89d0a612
 def prepare_model(cfg:TrainConfig, # the train job's parameters
@@ -193,20 +205,24 @@ def prepare_model(cfg:TrainConfig, # the train job's parameters
     if cfg.lora: model = add_lora(model, cfg.lora_rank)
     return model
 
-def add_lora(model, rank:int=32):
+# %% ../nbs/07_train.ipynb #89d0a614
+def add_lora(model, # a Whisper model
+             rank:int=32, # the adapters' rank
+            ):
     "Wrap `model` with LoRA adapters on the attention projections (needs `peft`)."
     try: from peft import LoraConfig, get_peft_model
     except ImportError: raise InputError("lora=True needs peft: pip install 'asr-finetuner[lora]'.") from None
     return get_peft_model(model, LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.05, target_modules=["q_proj", "v_proj"]))
 
-def merged(model):
+def merged(model, # a model, with or without LoRA adapters
+          ):
     "The plain model, LoRA adapters merged in if there are any."
     return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
 
 # %% ../nbs/07_train.ipynb #2839f36d
 class OutputLock:
     "An exclusive, non-blocking lock on an output folder, released when the process ends."
-    def __init__(self, folder:Path): self.path = Path(folder) / ".lock"
+    def __init__(self, folder:Path): self.path = Path(folder) / ".lock" # the output folder
     def __enter__(self):
         self.f = None
         if int(os.environ.get("RANK", "0")) != 0: return self  # in distributed training the main process holds it
@@ -223,13 +239,17 @@ class OutputLock:
         if self.f: fcntl.flock(self.f, fcntl.LOCK_UN); self.f.close()
 
 # %% ../nbs/07_train.ipynb #057359dd
-def metrics_history(log_history:list)->tuple:
-    "(training losses, evaluations) as lists of dicts with a `step`, from the trainer's log history."
+def metrics_history(log_history:list, # the trainer's `state.log_history`
+                   )->tuple: # (training losses, evaluations): lists of dicts with a `step`
+    "The training losses and the evaluations, from the trainer's log history."
     losses = [{"step": h["step"], "loss": h["loss"]} for h in log_history if "loss" in h]
     evals = [{"step": h["step"], **{k[5:]: v for k, v in h.items() if k.startswith("eval_")}} for h in log_history if "eval_wer" in h]
     return losses, evals
 
-def plot_curves(log_history:list, path:Path)->Path:
+# %% ../nbs/07_train.ipynb #057359df
+def plot_curves(log_history:list, # the trainer's `state.log_history`
+                path:Path, # the PNG to write
+               )->Path:
     "Save a PNG of the training loss and the eval WER against step."
     import matplotlib; matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -237,16 +257,41 @@ def plot_curves(log_history:list, path:Path)->Path:
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))
     a.plot([l["step"] for l in losses], [l["loss"] for l in losses]); a.set(xlabel="step", ylabel="training loss", title="Loss")
     for key, label in (("wer", "WER"), ("wer_normalized", "WER (normalised)")):
-        b.plot([e["step"] for e in evals], [100 * e[key] for e in evals], marker="o", label=label)
+        b.plot([e["step"] for e in evals], [100 * e[key] for e in evals if key in e], marker="o", label=label)
     b.set(xlabel="step", ylabel="%", title="Eval WER"); b.legend()
     fig.tight_layout(); fig.savefig(path, dpi=100); plt.close(fig)
     return path
 
-def model_card(cfg:TrainConfig, metrics:dict, manifest:dict)->str:
+# %% ../nbs/07_train.ipynb #057359e2
+@dataclass
+class TrainMetrics(JsonRecord):
+    "The content of a model folder's `metrics.json`."
+    REPAIR = "it is written by the train job: train again, or restore the file"
+    model_name: str # the model's name
+    steps: int # optimizer steps done
+    precision: str # bf16, fp16 or fp32
+    final: dict # the saved model's scores on the eval split: wer, wer_normalized, cer, cer_normalized, repetition_rate
+    step_0: dict|None = None # the base model's scores (None when the run resumed past step 0)
+    evaluations: list = field(default_factory=list) # every evaluation: {step, wer, wer_normalized, cer, ...}
+    final_loss: float|None = None # the last logged training loss
+    train_samples_per_second: float|None = None # training throughput
+    train_runtime_seconds: float|None = None # training time, evaluations included
+    eval_real_time_factor: float|None = None # seconds of decoding per second of eval audio, final evaluation
+    eval_utterances: int = 0 # utterances in the final evaluation
+    filtered_long_labels: dict = field(default_factory=dict) # rows over max_sequence_length, per split
+    peak_memory_mb: float|None = None # peak memory: GPU allocated, or the process's resident set on CPU
+    artifact_fingerprint: str = "" # the artifact trained on
+    pushed_to: str|None = None # the Hub repository's URL, when pushed
+
+# %% ../nbs/07_train.ipynb #057359e4
+def model_card(cfg:TrainConfig, # the train job's parameters
+               metrics:TrainMetrics, # the run's metrics, with step-0 scores
+               manifest:Manifest, # the artifact trained on
+              )->str: # README.md's text: YAML front matter with a model-index, then prose and a table
     "A model card (README.md) with a model-index of the final WER."
-    final, zero = metrics["final"], metrics["step_0"]
-    split = manifest.get("source", {}).get("eval_split") or "eval"
-    meta = {"language": [manifest.get("whisper_language")], "tags": ["whisper", "automatic-speech-recognition", "asr-finetuner"],
+    final, zero = metrics.final, metrics.step_0
+    split = manifest.source.get("eval_split") or "eval"
+    meta = {"language": [manifest.whisper_language], "tags": ["whisper", "automatic-speech-recognition", "asr-finetuner"],
             "base_model": cfg.model_id if not Path(cfg.model_id).exists() else None, "datasets": [cfg.dataset_name],
             "metrics": ["wer"], "pipeline_tag": "automatic-speech-recognition",
             "model-index": [{"name": cfg.model_name, "results": [{
@@ -259,112 +304,138 @@ def model_card(cfg:TrainConfig, metrics:dict, manifest:dict)->str:
     front = yaml.safe_dump({k: v for k, v in meta.items() if v is not None}, sort_keys=False, allow_unicode=True)
     rows = "\n".join(f"| {k} | {100 * zero[k]:.2f} | {100 * final[k]:.2f} |" for k in ("wer", "wer_normalized", "cer", "repetition_rate"))
     return (f"---\n{front}---\n\n# {cfg.model_name}\n\n{cfg.model_id} fine-tuned for {cfg.language} ({cfg.task}) on "
-            f"{cfg.dataset_name} ({cfg.language_code}) with asr-finetuner, {metrics['steps']} steps.\n\n"
+            f"{cfg.dataset_name} ({cfg.language_code}) with asr-finetuner, {metrics.steps} steps.\n\n"
             f"| metric (%) on {split} | base model (step 0) | fine-tuned |\n|---|---|---|\n{rows}\n\n"
             f"Training: learning rate {cfg.learning_rate}, batch {cfg.train_batch_size} x {cfg.grad_accum_steps} accumulation, "
-            f"{cfg.warmup_steps} warm-up steps, precision {metrics['precision']}; artifact {cfg.artifact_name} "
-            f"(fingerprint {manifest.get('fingerprint', '')[:16]}).\n\n"
+            f"{cfg.warmup_steps} warm-up steps, precision {metrics.precision}; artifact {cfg.artifact_name} "
+            f"(fingerprint {manifest.fingerprint[:16]}).\n\n"
             "```python\nfrom transformers import pipeline\nasr = pipeline(\"automatic-speech-recognition\", model=\"" + cfg.model_name + "\")\n```\n")
 
-# %% ../nbs/07_train.ipynb #a0c1e5d6
-class ASRTrainer(Seq2SeqTrainer):
-    "`Seq2SeqTrainer` whose training batches, and only those, go through `train_collator`."
-    def __init__(self, *args, train_collator=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.train_collator = train_collator # collator of training batches (None: the `data_collator`)
-
-    def get_train_dataloader(self):
-        if self.train_collator is None: return super().get_train_dataloader()
-        plain, self.data_collator = self.data_collator, self.train_collator
-        try: return super().get_train_dataloader()
-        finally: self.data_collator = plain
+# %% ../nbs/07_train.ipynb #4b1e2a72
+def finish_wandb_run(metrics:TrainMetrics, # the train job's metrics
+                    ):
+    "Put the step-0 and final scores in the W&B run's summary and finish the run, so the next job starts its own."
+    import wandb
+    if wandb.run is None: return
+    scores = {f"final/{k}": v for k, v in metrics.final.items()}
+    if metrics.step_0: scores.update({f"step_0/{k}": v for k, v in metrics.step_0.items() if k != "step"})
+    wandb.run.summary.update(scores)
+    wandb.finish()
 
 # %% ../nbs/07_train.ipynb #4f58a5ee
-def _peak_memory_mb()->float:
-    if torch.cuda.is_available(): return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-def _cap(ds, n, seed):
-    return ds if n is None or n >= len(ds) else ds.shuffle(seed=seed, keep_in_memory=True).select(range(n), keep_in_memory=True)
-
-def load_training_data(cfg:TrainConfig, manifest:dict, dd)->tuple:
+def load_training_data(cfg:TrainConfig, # the train job's parameters
+                       dd, # the artifact's splits: a `DatasetDict` with train and eval
+                      )->tuple: # (train rows, eval rows, {split: rows filtered for their label length})
     "The train and eval splits, capped, with labels longer than `max_sequence_length` filtered and counted."
     # keep_in_memory: `datasets` would otherwise write its index caches into the artifact's folder
-    counts = {}
+    splits, counts = {}, {}
+    caps = {"train": cfg.max_train_samples, "eval": cfg.max_eval_samples}
     for split in ("train", "eval"):
-        n = len(dd[split])
-        dd[split] = dd[split].filter(lambda ls: [len(l) <= cfg.max_sequence_length for l in ls], input_columns="labels",
-                                     batched=True, keep_in_memory=True)
-        counts[split] = n - len(dd[split])
-    train, evals = _cap(dd["train"], cfg.max_train_samples, cfg.seed), _cap(dd["eval"], cfg.max_eval_samples, cfg.seed)
-    fmt = dict(type="numpy", columns=["log_mel_frames", "labels", "duration", "text", "source"])
-    return train.with_format(**fmt), evals.with_format(**fmt), counts
+        kept = dd[split].filter(lambda ls: [len(l) <= cfg.max_sequence_length for l in ls], input_columns="labels",
+                                batched=True, keep_in_memory=True)
+        counts[split] = len(dd[split]) - len(kept)
+        splits[split] = seeded_subset(kept, caps[split], cfg.seed).with_format(
+            type="numpy", columns=["log_mel_frames", "labels", "duration", "text", "source"])
+    return splits["train"], splits["eval"], counts
+
+# %% ../nbs/07_train.ipynb #4f58a5f1
+@dataclass
+class TrainingRun:
+    "What a finished training hands to `save_outputs`."
+    cfg: TrainConfig # the job's parameters
+    out: Path # the model folder
+    trainer: Seq2SeqTrainer # the trainer, with its model and log history
+    processor: Any # the model's processor
+    manifest: Manifest # the artifact trained on
+    eval_rows: Any # the eval split scored at the end
+    predictions: np.ndarray # generated ids of the final evaluation, one row per eval row
+    eval_seconds: float # time the final evaluation took
+    train_output: Any # what `trainer.train` returned (its metrics)
+    precision: str # bf16, fp16 or fp32
+    filtered: dict # rows filtered for their label length, per split
 
 def train(config:TrainConfig|None=None, # the job's parameters as an object, or give them as keyword arguments
           callbacks:list|None=None, # extra `TrainerCallback`s (progress displays, monitors): code, so not a parameter
           **params, # the parameters of `TrainConfig`: model_name, model_id, dataset_name, artifact_name, ...
-         )->dict: # the metrics written to metrics.json
+         )->TrainMetrics: # what metrics.json holds
     "Run the train job: fine-tune `model_id` on the artifact `artifact_name` and save the model folder."
     cfg = config if config is not None else make_config(TrainConfig, **params)
     out = cfg.resolved_output_dir
     with OutputLock(out):
         return _train(cfg, out, list(callbacks or []))
 
-def _train(cfg, out, callbacks):
+def _train(cfg:TrainConfig, out:Path, callbacks:list)->TrainMetrics|None:
     dd, manifest = load_artifact(cfg.artifact_name, cfg.artifacts_dir)
     processor = load_processor(cfg.model_id)
     model = prepare_model(cfg)
     check_artifact_fits(manifest, cfg, model.config, processor.tokenizer)
-    train_ds, eval_ds, filtered = load_training_data(cfg, manifest, dd)
+    train_rows, eval_rows, filtered = load_training_data(cfg, dd)
     precision = resolve_precision(cfg.precision)
     last = get_last_checkpoint(str(out)) if cfg.resume and out.is_dir() else None
-    args = training_arguments(cfg, out, precision, resume=last is not None)
-    collator = WhisperCollator(2 * model.config.max_source_positions, model.config.decoder_start_token_id)
-    augmenting = replace(collator, speed_perturbation=cfg.speed_perturbation, frequency_warp=cfg.frequency_warp)
+    window = 2 * model.config.max_source_positions
+    augment = FrameAugmentation(window, cfg.speed_perturbation, cfg.frequency_warp)
     if cfg.wandb: os.environ.setdefault("WANDB_PROJECT", cfg.wandb_project)
-    trainer = ASRTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collator,
-                         train_collator=augmenting, processing_class=processor, compute_metrics=make_compute_metrics(processor.tokenizer),
-                         callbacks=[FinalStepCallback()] + ([WandbArtifactCallback(manifest)] if cfg.wandb else []) + callbacks)
-    result = trainer.train(resume_from_checkpoint=last)
+    trainer = Seq2SeqTrainer(model=model, args=training_arguments(cfg, out, precision, resume=last is not None),
+                             train_dataset=AugmentedRows(train_rows, augment) if augment.active else train_rows,
+                             eval_dataset=eval_rows, data_collator=WhisperCollator(window, model.config.decoder_start_token_id),
+                             processing_class=processor, compute_metrics=make_compute_metrics(processor.tokenizer),
+                             callbacks=[FinalStepCallback()] + ([WandbArtifactCallback(manifest)] if cfg.wandb else []) + callbacks)
+    train_output = trainer.train(resume_from_checkpoint=last)
     start = time.time()
-    pred = trainer.predict(eval_ds, metric_key_prefix="final")
-    eval_seconds = time.time() - start
-    if not trainer.is_world_process_zero(): return {}
-    metrics = save_outputs(cfg, out, trainer, processor, manifest, pred, eval_ds, result, eval_seconds, precision, filtered)
-    if cfg.push_to_hub: metrics["pushed_to"] = push_model(out, cfg.model_name)
+    predictions = trainer.predict(eval_rows, metric_key_prefix="final").predictions
+    run = TrainingRun(cfg, out, trainer, processor, manifest, eval_rows, predictions, time.time() - start, train_output,
+                      precision, filtered)
+    if not trainer.is_world_process_zero(): return None
+    metrics = save_outputs(run)
+    if cfg.push_to_hub:
+        metrics = replace(metrics, pushed_to=push_model(out, cfg.model_name)); metrics.write(out / "metrics.json")
     if cfg.wandb: finish_wandb_run(metrics)
     return metrics
 
-def save_outputs(cfg, out, trainer, processor, manifest, pred, eval_ds, result, eval_seconds, precision, filtered)->dict:
-    "Write the model folder: model, processor, config, metrics, predictions, plot, model card."
-    model = merged(trainer.model)
-    model.save_pretrained(out); processor.save_pretrained(out)
-    processor.feature_extractor.save_pretrained(out)  # preprocessor_config.json too, which many tools read
-    save_config(cfg, out / "train_config.json")
-    tok = processor.tokenizer
-    preds = np.where(pred.predictions < 0, tok.pad_token_id, pred.predictions)
-    hyps = [h.strip() for h in tok.batch_decode(preds, skip_special_tokens=True)]
-    with open(out / "predictions.jsonl", "w", encoding="utf-8") as f:
-        for row, h in zip(eval_ds, hyps):
+# %% ../nbs/07_train.ipynb #4f58a5f2
+def _peak_memory_mb()->float:
+    if torch.cuda.is_available(): return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+def _write_predictions(path:Path, rows, hyps:list):
+    with open(path, "w", encoding="utf-8") as f:
+        for row, h in zip(rows, hyps):
             f.write(json.dumps({"source": str(row["source"]), "reference": str(row["text"]), "prediction": h,
                                 "wer": asr_metrics([h], [str(row["text"])])["wer"]}, ensure_ascii=False) + "\n")
-    losses, evals = metrics_history(trainer.state.log_history)
-    final = asr_metrics(hyps, [str(t) for t in eval_ds["text"]])
-    audio_seconds = float(np.sum(eval_ds["duration"]))
-    metrics = {"model_name": cfg.model_name, "steps": trainer.state.global_step, "precision": precision,
-               "step_0": evals[0] if evals and evals[0]["step"] == 0 else None, "evaluations": evals,
-               "final": {k: final[k] for k in ("wer", "wer_normalized", "cer", "cer_normalized", "repetition_rate")},
-               "final_loss": losses[-1]["loss"] if losses else None,
-               "train_samples_per_second": result.metrics.get("train_samples_per_second"),
-               "train_runtime_seconds": result.metrics.get("train_runtime"),
-               "eval_real_time_factor": eval_seconds / audio_seconds if audio_seconds else None,
-               "eval_utterances": len(eval_ds), "filtered_long_labels": filtered,
-               "peak_memory_mb": round(_peak_memory_mb(), 1), "artifact_fingerprint": manifest.get("fingerprint")}
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-    plot_curves(trainer.state.log_history, out / "training_curves.png")
-    if metrics["step_0"]: (out / "README.md").write_text(model_card(cfg, metrics, manifest), encoding="utf-8")
-    print(f"Model {cfg.model_name} saved to {out}: WER {100 * metrics['final']['wer']:.1f}% "
-          + (f"(step 0: {100 * metrics['step_0']['wer']:.1f}%)" if metrics["step_0"] else ""))
+
+def run_metrics(run:TrainingRun, # the finished training
+                hyps:list, # the final evaluation's transcripts, one per eval row
+               )->TrainMetrics:
+    "The metrics of a finished training: step 0, every evaluation, the final scores, speed and memory."
+    losses, evals = metrics_history(run.trainer.state.log_history)
+    final = asr_metrics(hyps, [str(t) for t in run.eval_rows["text"]])
+    audio_seconds = float(np.sum(run.eval_rows["duration"]))
+    return TrainMetrics(
+        model_name=run.cfg.model_name, steps=run.trainer.state.global_step, precision=run.precision,
+        step_0=evals[0] if evals and evals[0]["step"] == 0 else None, evaluations=evals,
+        final={k: final[k] for k in ("wer", "wer_normalized", "cer", "cer_normalized", "repetition_rate")},
+        final_loss=losses[-1]["loss"] if losses else None,
+        train_samples_per_second=run.train_output.metrics.get("train_samples_per_second"),
+        train_runtime_seconds=run.train_output.metrics.get("train_runtime"),
+        eval_real_time_factor=run.eval_seconds / audio_seconds if audio_seconds else None,
+        eval_utterances=len(run.eval_rows), filtered_long_labels=run.filtered, peak_memory_mb=round(_peak_memory_mb(), 1),
+        artifact_fingerprint=run.manifest.fingerprint)
+
+def save_outputs(run:TrainingRun, # the finished training
+                )->TrainMetrics: # as written to metrics.json
+    "Write the model folder: model, processor, config, metrics, predictions, plot, model card."
+    cfg, out, tok = run.cfg, run.out, run.processor.tokenizer
+    merged(run.trainer.model).save_pretrained(out); run.processor.save_pretrained(out)
+    run.processor.feature_extractor.save_pretrained(out)  # preprocessor_config.json too, which many tools read
+    save_config(cfg, out / "train_config.json")
+    hyps = [h.strip() for h in tok.batch_decode(np.where(run.predictions < 0, tok.pad_token_id, run.predictions), skip_special_tokens=True)]
+    _write_predictions(out / "predictions.jsonl", run.eval_rows, hyps)
+    metrics = run_metrics(run, hyps)
+    metrics.write(out / "metrics.json")
+    plot_curves(run.trainer.state.log_history, out / "training_curves.png")
+    if metrics.step_0: (out / "README.md").write_text(model_card(cfg, metrics, run.manifest), encoding="utf-8")
+    print(f"Model {cfg.model_name} saved to {out}: WER {100 * metrics.final['wer']:.1f}% "
+          + (f"(step 0: {100 * metrics.step_0['wer']:.1f}%)" if metrics.step_0 else ""))
     return metrics
 
 # %% ../nbs/07_train.ipynb #ac3c0dcf

@@ -14,7 +14,7 @@ from transformers import (GenerationConfig, WhisperConfig, WhisperFeatureExtract
 from transformers.convert_slow_tokenizer import TikTokenConverter
 from transformers.models.whisper.tokenization_whisper import LANGUAGES
 
-from .config import InputError, TASKS, language_code_of, language_name
+from .config import InputError, TASKS, language_code_of
 
 # %% auto #0
 __all__ = ['ASSETS', 'TIKTOKEN_FILE', 'WHISPER_LANGUAGES', 'CONTROL_TOKENS', 'BUILTIN_MODELS', 'read_tiktoken_ranks',

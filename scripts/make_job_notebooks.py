@@ -1,13 +1,15 @@
 #!/usr/bin/env python
-"""Write the job notebooks in nbs/jobs/ from the jobs' parameter sets.
+"""Write the job notebooks (into nbs/jobs/, or the folder given) from the jobs' parameter sets.
 
 The parameters cell of each job notebook lists every parameter of its dataclass in
 `asr_finetuner.config`, with its type, default and help, so that the notebook, the CLI and the
-functions cannot drift apart (tests/test_jobs.py checks it). Run after changing a parameter set:
+functions cannot drift apart (tests/test_jobs.py checks it). Run after changing a parameter set
+(`make export` does), then `nbdev_clean`:
 
-    .venv/bin/python scripts/make_job_notebooks.py
+    .venv/bin/python scripts/make_job_notebooks.py            # into nbs/jobs/
+    .venv/bin/python scripts/make_job_notebooks.py OUT_DIR    # elsewhere, e.g. to compare with nbs/jobs/
 """
-import typing
+import argparse, typing
 from dataclasses import MISSING, fields
 from pathlib import Path
 
@@ -52,7 +54,9 @@ def notebook(job, title, summary, cls, defaults, body):
     return nb
 
 
-def main():
+def main(out_dir:Path=JOBS, # folder to write preprocess.ipynb, train.ipynb and evaluate.ipynb into
+        )->list: # the paths written
+    "Write the three job notebooks into `out_dir`."
     from asr_finetuner.config import EvaluateConfig, PreprocessConfig, TrainConfig
     sample = dict(model_id="builtin:whisper-demo", dataset_name="builtin:sample-it")
     jobs = {
@@ -66,7 +70,7 @@ def main():
             "manifest = preprocess(config)",
             "MD:Rows kept and dropped per split, and where the artifact is:",
             "splits_table(manifest)",
-            "print(manifest['path'], manifest['fingerprint'][:16])",
+            "print(manifest.path, manifest.fingerprint[:16])",
         ]),
         "train": ("Train job", "Fine-tune Whisper on an artifact, score it, and save a complete model folder.", TrainConfig,
                   {**sample, "artifact_name": "it-sample", "model_name": "whisper-demo-it", "max_steps": 300, "eval_steps": 100,
@@ -102,11 +106,16 @@ def main():
             "show_worst(config.resolved_output_dir, n=5)",
         ]),
     }
-    JOBS.mkdir(parents=True, exist_ok=True)
-    for job, spec in jobs.items():
-        nbformat.write(notebook(job, *spec), JOBS / f"{job}.ipynb")
-        print("wrote", JOBS / f"{job}.ipynb")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{job}.ipynb" for job in jobs]
+    for path, (job, spec) in zip(paths, jobs.items()):
+        nbformat.write(notebook(job, *spec), path)
+        print("wrote", path)
+    return paths
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out_dir", nargs="?", type=Path, default=JOBS, help=f"folder to write into (default: {JOBS})")
+    main(parser.parse_args().out_dir)

@@ -4,8 +4,8 @@
 Notebooks are JSON; this keeps editing them plain. The `.ipynb` stays the source of truth:
 convert it out, edit, convert it back, then `nbdev_clean` and `nbdev_export`.
 
-    python scripts/nbpy.py to-nb nbs_src/00_config.py nbs/00_config.ipynb
-    python scripts/nbpy.py to-py nbs/00_config.ipynb /tmp/00_config.py
+    python scripts/nbpy.py to-py nbs/00_config.ipynb /tmp/00_config.py    # out, to a scratch file
+    python scripts/nbpy.py to-nb /tmp/00_config.py nbs/00_config.ipynb    # and back, after editing it
 
 Cells start with `# %%`; `# %% [markdown]` marks a markdown cell (each line prefixed by `# `);
 `# %% tags=["parameters"]` sets cell tags; `id=...` keeps a cell's id (new cells get one from nbdev_clean).

@@ -26,7 +26,9 @@ TINY_WINDOW_SECONDS = 5  # covers every bundled clip (at most 4.6 s); 6x less wo
 
 @pytest.fixture(scope="session")
 def sample_dir():
-    "The bundled Italian sample: train/, validation/, test/ with metadata.csv each."
+    "The bundled Italian sample: train/, validation/, test/ with metadata.csv each (missing: the tests fail, never skip)."
+    missing = [s for s in ("train", "validation", "test") if not (SAMPLE_DIR / s / "metadata.csv").is_file()]
+    assert not missing, f"bundled sample data missing in {SAMPLE_DIR}: {missing} (regenerate with scripts/make_sample_data.py)"
     return SAMPLE_DIR
 
 

@@ -1,5 +1,6 @@
-"""The CLI's error policy, through a real subprocess: exit code 2, one message, no traceback unless --debug."""
-import os, subprocess, sys
+"""The CLI's error policy, through a real subprocess: exit code 2, one message, no traceback unless --debug;
+and `--help` and parameter errors answer without importing the heavy libraries."""
+import json, subprocess, sys
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,38 @@ def test_help_lists_flags_with_their_help_text():
 def test_unknown_flag_is_a_usage_error():
     r = run_cli("train", "--learning_rat", "1e-4")
     assert r.returncode == 2 and "unrecognized arguments" in r.stderr
+
+
+# --- start-up: --help and parameter errors import no heavy library -----------------------------------------
+
+HEAVY = ("torch", "transformers", "datasets", "numpy", "pandas", "pyarrow")
+LIGHT_COMMANDS = {
+    "help": (["--help"], 0, "preprocess"),
+    "train-help": (["train", "--help"], 0, "--learning_rate"),
+    "bad-parameter": (["train", "--model_name", "x", "--model_id", "y", "--dataset_name", "d", "--artifact_name", "a",
+                       "--learning_rate", "-1"], 2, "learning_rate=-1.0 must be above 0"),
+    "unknown-language": (["evaluate", "--model_id", "m", "--dataset_name", "d", "--language", "Italain"], 2, "Did you mean Italian"),
+}
+PROBE = """import json, sys
+from asr_finetuner.cli import main
+try: code = main(json.loads(sys.argv[1]))
+except SystemExit as e: code = e.code
+print(json.dumps({"code": code, "heavy": sorted(m for m in json.loads(sys.argv[2]) if m in sys.modules)}), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("argv, code, message", LIGHT_COMMANDS.values(), ids=list(LIGHT_COMMANDS))
+def test_help_and_parameter_errors_import_no_heavy_library(argv, code, message):
+    "`asr-finetuner --help`, `train --help` and a bad parameter answer in a fresh interpreter without torch or transformers."
+    r = subprocess.run([sys.executable, "-c", PROBE, json.dumps(argv), json.dumps(HEAVY)], capture_output=True, text=True, timeout=120)
+    result = json.loads(r.stderr.splitlines()[-1])
+    assert result == {"code": code, "heavy": []}, r.stderr[-2000:]
+    assert message in r.stdout + r.stderr
+
+
+def test_language_table_is_transformers_table():
+    "config's copy of Whisper's languages (kept so that validation needs no transformers) equals transformers' table."
+    from transformers.models.whisper.tokenization_whisper import LANGUAGES, TO_LANGUAGE_CODE
+    from asr_finetuner import config
+    assert list(config.LANGUAGES.items()) == list(LANGUAGES.items())
+    assert list(config.TO_LANGUAGE_CODE.items()) == list(TO_LANGUAGE_CODE.items())

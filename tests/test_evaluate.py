@@ -13,6 +13,7 @@ from asr_finetuner.audio import load_audio
 from asr_finetuner.cli import main
 from asr_finetuner.config import EvaluateConfig, InputError, make_config
 from asr_finetuner.preprocess import preprocess
+from asr_finetuner.text import asr_metrics
 
 BIN = Path(sys.executable).parent / "asr-finetuner"
 FAST = dict(generation_max_length=5)  # a random model never stops early: few tokens keep each test short
@@ -56,11 +57,12 @@ def run_cli(*args):
 
 def test_evaluate_on_an_artifact_writes_metrics_and_predictions(artifact_eval):
     m, out = artifact_eval
-    assert json.loads((out / "metrics.json").read_text()) == m
-    for k in ("wer", "wer_normalized", "cer", "cer_normalized", "repetition_rate", "real_time_factor"):
-        assert isinstance(m[k], float), k
-    assert m["num_utterances"] == 4 and m["num_skipped"] == 0 and set(m["skipped"]) == set(ev.SKIP_REASONS)
-    assert m["data"]["kind"] == "artifact" and m["data"]["fingerprint"] and m["real_time_factor"] > 0
+    assert ev.EvalMetrics.read(out / "metrics.json") == m
+    preds = [json.loads(l) for l in (out / "predictions.jsonl").read_text().splitlines()]
+    assert m.wer == asr_metrics([p["prediction"] for p in preds], [p["reference"] for p in preds])["wer"]
+    assert m.real_time_factor == round(m.transcribe_seconds / m.audio_seconds, 4)
+    assert m.num_utterances == 4 and m.num_skipped == 0 and set(m.skipped) == set(ev.SKIP_REASONS)
+    assert m.data["kind"] == "artifact" and m.data["fingerprint"] and m.real_time_factor > 0
     preds = read_jsonl(out / "predictions.jsonl")
     assert len(preds) == 4 and all(set(p) == {"source", "reference", "prediction", "wer"} for p in preds)
     assert all(Path(p["source"]).parent.name == "validation" and p["reference"] for p in preds)
@@ -72,10 +74,10 @@ def test_dataset_and_artifact_give_the_same_predictions(artifact_eval, tiny_mode
     m_art, out_art = artifact_eval
     m = ev.evaluate(model_id=str(tiny_model_dir), dataset_name=str(sample_dir), max_eval_samples=4, output_dir=str(tmp_path),
                     eval_batch_size=4, **FAST)
-    assert m["data"]["kind"] == "audiofolder" and m["data"]["eval_split"] == "validation" and m["num_utterances"] == 4
+    assert m.data["kind"] == "audiofolder" and m.data["eval_split"] == "validation" and m.num_utterances == 4
     strip = lambda rows: [(r["source"], r["reference"], r["prediction"]) for r in rows]
     assert strip(read_jsonl(tmp_path / "predictions.jsonl")) == strip(read_jsonl(out_art / "predictions.jsonl"))
-    assert (m["wer"], m["cer_normalized"]) == (m_art["wer"], m_art["cer_normalized"])
+    assert (m.wer, m.cer_normalized) == (m_art.wer, m_art.cer_normalized)
 
 
 def test_dataset_rows_that_cannot_be_scored_are_skipped_and_counted(tmp_path, tiny_model_dir, sample_dir):
@@ -88,8 +90,8 @@ def test_dataset_rows_that_cannot_be_scored_are_skipped_and_counted(tmp_path, ti
     with open(tmp_path / "manifest.csv", "w", newline="") as f:
         w = csv.writer(f); w.writerow(["path", "text", "split"]); w.writerows(rows)
     m = ev.evaluate(model_id=str(tiny_model_dir), dataset_name=str(tmp_path / "manifest.csv"), output_dir=str(tmp_path / "out"), **FAST)
-    assert m["num_utterances"] == 2
-    assert m["skipped"] == {"missing file": 1, "undecodable audio": 1, "empty audio": 1, "empty text": 1, "too long": 1}
+    assert m.num_utterances == 2
+    assert m.skipped == {"missing file": 1, "undecodable audio": 1, "empty audio": 1, "empty text": 1, "too long": 1}
     assert [p["reference"] for p in read_jsonl(tmp_path / "out" / "predictions.jsonl")] == ["due", "tre"]
 
 

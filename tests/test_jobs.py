@@ -9,7 +9,7 @@ import papermill as pm
 import pytest
 import yaml
 
-from asr_finetuner.config import InputError, PreprocessConfig, TrainConfig
+from asr_finetuner.config import InputError
 from asr_finetuner.jobs import JOB_CONFIGS, copy_job_notebooks, job_notebook, run_notebook
 
 BIN = Path(sys.executable).parent
@@ -28,12 +28,14 @@ def test_parameters_cell_lists_every_parameter_with_type_and_help(job):
 
 
 def test_job_notebooks_are_generated_from_the_parameter_sets(tmp_path):
-    "scripts/make_job_notebooks.py regenerates exactly the committed notebooks."
+    "scripts/make_job_notebooks.py regenerates exactly the committed notebooks (into tmp_path: the checkout is only read)."
     repo = Path(__file__).resolve().parents[1]
-    before = {p.name: p.read_text() for p in (repo / "nbs" / "jobs").glob("*.ipynb")}
-    subprocess.run([sys.executable, str(repo / "scripts" / "make_job_notebooks.py")], check=True, capture_output=True)
-    subprocess.run([str(BIN / "nbdev_clean"), "--fname", str(repo / "nbs" / "jobs")], check=True, capture_output=True, cwd=repo)
-    assert {p.name: p.read_text() for p in (repo / "nbs" / "jobs").glob("*.ipynb")} == before
+    committed = {p.name: p.read_text() for p in (repo / "nbs" / "jobs").glob("*.ipynb")}
+    subprocess.run([sys.executable, str(repo / "scripts" / "make_job_notebooks.py"), str(tmp_path)], check=True, capture_output=True)
+    # cwd=repo: nbdev_clean reads the project's settings.ini (cell ids, metadata kept) from there
+    subprocess.run([str(BIN / "nbdev_clean"), "--fname", str(tmp_path)], check=True, capture_output=True, cwd=repo)
+    assert sorted(committed) == ["evaluate.ipynb", "preprocess.ipynb", "train.ipynb"]
+    assert {p.name: p.read_text() for p in tmp_path.glob("*.ipynb")} == committed
 
 
 def test_help_notebook_lists_the_parameters():

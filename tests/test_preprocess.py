@@ -1,6 +1,6 @@
 """The preprocess job end to end: every source kind, every drop reason, translate, streaming, fingerprints,
 the feature contract on the real 30 s window, the interrupted-run rule, and the CLI."""
-import csv, io, os, signal, subprocess, sys, time
+import csv, io, json, os, signal, subprocess, sys, time
 from pathlib import Path
 
 import datasets
@@ -50,17 +50,18 @@ def run(tmp_path, model_dir, dataset_name, **kw):
 
 def test_hub_like_source_to_artifact_that_load_from_disk_opens(tmp_path, tiny_model_dir, hub_repo):
     m = run(tmp_path, tiny_model_dir, hub_repo, language_code="it")
-    dd = datasets.load_from_disk(m["path"])
+    dd = datasets.load_from_disk(m.path)
     assert isinstance(dd, datasets.DatasetDict) and sorted(dd) == ["eval", "train"]
     assert (len(dd["train"]), len(dd["eval"])) == (16, 6)
     assert set(dd["train"].column_names) == {"log_mel_frames", "labels", "text", "duration", "source"}
-    assert m["source"]["kind"] == "hub" and m["source"]["eval_split"] == "test"
-    assert m["splits"]["train"]["audio_hours"] > 0
-    for key in ("parameters", "feature_extractor", "tokenizer", "versions", "fingerprint", "label_prefix"):
-        assert key in m
-    assert (Path(m["path"]) / "processor" / "tokenizer.json").is_file()
+    assert m.source["kind"] == "hub" and m.source["eval_split"] == "test"
+    assert m.splits["train"]["audio_hours"] > 0
+    saved = json.loads((Path(m.path) / "manifest.json").read_text())
+    for key in ("parameters", "feature_extractor", "tokenizer", "versions", "fingerprint", "label_prefix", "data_files"):
+        assert saved[key] == getattr(m, key) and saved[key], key
+    assert (Path(m.path) / "processor" / "tokenizer.json").is_file()
     dd2, manifest = load_artifact("art", tmp_path / "artifacts", verify=True)
-    assert manifest["fingerprint"] == m["fingerprint"]
+    assert manifest.fingerprint == m.fingerprint
 
 
 def write_wav(path, x, rate=16_000):
@@ -89,10 +90,10 @@ def test_manifest_source_counts_every_drop_reason(tmp_path, tiny_model_dir, samp
     with open(d / "manifest.csv", "w", encoding="utf-8", newline="") as f:
         w = csv.writer(f); w.writerow(["path", "text", "split"]); w.writerows(rows)
     m = run(tmp_path, tiny_model_dir, d / "manifest.csv")
-    train = m["splits"]["train"]
+    train = m.splits["train"]
     assert train["dropped"] == {r: 1 for r in DROP_REASONS}
-    assert (train["rows_in"], train["rows_kept"], m["splits"]["eval"]["rows_kept"]) == (11, 4, 2)
-    assert m["source"]["kind"] == "manifest"
+    assert (train["rows_in"], train["rows_kept"], m.splits["eval"]["rows_kept"]) == (11, 4, 2)
+    assert m.source["kind"] == "manifest"
 
 
 def test_every_row_dropped_fails_with_counts_and_writes_nothing(tmp_path, tiny_model_dir):
@@ -110,17 +111,17 @@ def test_translate_labels_and_saved_dataset_source(tmp_path, tiny_model_dir, sam
                                for s, part in (("train", rows[:6]), ("validation", rows[6:]))})
     dd.save_to_disk(str(tmp_path / "saved"))
     m = run(tmp_path, tiny_model_dir, tmp_path / "saved", task="translate", text_column="translation", language="Italian")
-    art = datasets.load_from_disk(m["path"])
+    art = datasets.load_from_disk(m.path)
     assert art["train"][0]["labels"][:4] == [50258, 50274, 50358, 50363]
-    assert art["train"][0]["text"] == "English 0" and m["source"]["kind"] == "saved"
+    assert art["train"][0]["text"] == "English 0" and m.source["kind"] == "saved"
 
 
 def test_streaming_gives_the_same_content_and_fingerprint(tmp_path, tiny_model_dir, hub_repo):
     a = run(tmp_path, tiny_model_dir, hub_repo, artifact_name="a")
     b = run(tmp_path, tiny_model_dir, hub_repo, artifact_name="b", streaming=True)
-    assert b["parameters"]["streaming"] is True
-    assert a["fingerprint"] == b["fingerprint"]
-    assert a["splits"] == b["splits"]
+    assert b.parameters["streaming"] is True
+    assert a.fingerprint == b.fingerprint
+    assert a.splits == b.splits
 
 
 def test_fingerprint_is_stable_across_runs_and_processes(tmp_path, tiny_model_dir, sample_dir, monkeypatch):
@@ -128,23 +129,23 @@ def test_fingerprint_is_stable_across_runs_and_processes(tmp_path, tiny_model_di
     monkeypatch.setattr(pre, "MIN_ROWS_PER_PROCESS", 16)  # so that 80 rows do run in 2 processes
     one = run(tmp_path, tiny_model_dir, sample_dir, max_train_samples=80, max_eval_samples=8, num_proc=1)
     two = run(tmp_path, tiny_model_dir, sample_dir, max_train_samples=80, max_eval_samples=8, num_proc=2, if_exists="overwrite")
-    assert one["fingerprint"] == two["fingerprint"] and two["splits"]["train"]["rows_kept"] == 80
+    assert one.fingerprint == two.fingerprint and two.splits["train"]["rows_kept"] == 80
     other = run(tmp_path, tiny_model_dir, sample_dir, max_train_samples=80, max_eval_samples=8, seed=7, if_exists="overwrite")
-    assert other["fingerprint"] != one["fingerprint"]
+    assert other.fingerprint != one.fingerprint
 
 
 def test_existing_artifact_error_reuse_overwrite(tmp_path, tiny_model_dir, hub_repo):
     m = run(tmp_path, tiny_model_dir, hub_repo, max_train_samples=4, max_eval_samples=2)
     with pytest.raises(InputError, match="already exists"):
         run(tmp_path, tiny_model_dir, hub_repo, max_train_samples=4, max_eval_samples=2)
-    assert run(tmp_path, tiny_model_dir, hub_repo, if_exists="reuse")["fingerprint"] == m["fingerprint"]
+    assert run(tmp_path, tiny_model_dir, hub_repo, if_exists="reuse").fingerprint == m.fingerprint
 
 
 def test_features_equal_the_feature_extractor_on_the_real_30s_window(tmp_path, tiny_model_dir_30s, tiny_model_dir_128, sample_dir):
     for model_dir, n_mels in ((tiny_model_dir_30s, 80), (tiny_model_dir_128, 128)):
         m = run(tmp_path, model_dir, sample_dir, max_train_samples=5, max_eval_samples=2, artifact_name=f"f{n_mels}")
         fe = WhisperFeatureExtractor.from_pretrained(model_dir)
-        ds = datasets.load_from_disk(m["path"])["train"].with_format("numpy")
+        ds = datasets.load_from_disk(m.path)["train"].with_format("numpy")
         for row in ds:
             ref = fe(load_audio(row["source"]), sampling_rate=16_000, return_tensors="np").input_features[0]
             ours = pad_to_window(row["log_mel_frames"], fe.nb_max_frames)
@@ -172,6 +173,31 @@ def test_cli_runs_and_a_killed_run_leaves_no_artifact(tmp_path, tiny_model_dir, 
     assert len(dd["train"]) == 10
 
 
+WORKERS_RUN = """
+import sys
+import asr_finetuner.preprocess as p
+p.MIN_ROWS_PER_PROCESS = 8  # the documented override: start workers for a small split
+p.preprocess(artifact_name="orphans", model_id=sys.argv[1], dataset_name=sys.argv[2], artifacts_dir=sys.argv[3], num_proc=2)
+"""
+
+
+def test_map_workers_die_with_a_killed_job(tmp_path, tiny_model_dir_30s, sample_dir):
+    "kill -9 of the job alone (not its process group): its map workers and their manager must not outlive it by more than seconds."
+    import psutil
+    proc = subprocess.Popen([sys.executable, "-c", WORKERS_RUN, str(tiny_model_dir_30s), str(sample_dir), str(tmp_path / "arts")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    job, deadline, workers = psutil.Process(proc.pid), time.time() + 120, []
+    while time.time() < deadline and proc.poll() is None and len(workers) < 2:  # two workers (and a resource tracker)
+        workers = job.children(); time.sleep(0.05)
+    assert len(workers) >= 2, f"the job ended or started no workers: {proc.poll()}"
+    time.sleep(1.0); workers = job.children()  # the workers are in their first batches
+    os.kill(proc.pid, signal.SIGKILL); proc.wait()
+    gone, alive = psutil.wait_procs(workers, timeout=5)
+    alive = [w for w in alive if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+    for w in alive: w.kill()
+    assert not alive, f"{len(alive)} of the job's {len(workers)} child processes outlived it"
+
+
 def test_cli_error_for_a_model_that_does_not_exist(tmp_path, sample_dir):
     r = subprocess.run([str(BIN), "preprocess", "--artifact_name", "x", "--model_id", str(tmp_path / "nope"),
                         "--dataset_name", str(sample_dir), "--artifacts_dir", str(tmp_path)], capture_output=True, text=True)
@@ -186,7 +212,7 @@ def test_wandb_logs_the_artifact_offline(tmp_path, tiny_model_dir, hub_repo, mon
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     logged = b"".join(p.read_bytes() for p in runs[0].rglob("*.wandb"))
-    alias = f"fp-{m['fingerprint'][:16]}".encode()  # the version training asks for
+    alias = f"fp-{m.fingerprint[:16]}".encode()  # the version training asks for
     assert b"it-wandb" in logged and b"manifest.json" in logged and alias in logged
 
 

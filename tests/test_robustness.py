@@ -60,11 +60,11 @@ def test_bad_audio_and_text_are_counted_skips(tmp_path, tiny_model_dir, speech):
            ("missing.wav", "Manca."), (str(clips[0][0]), ""), (str(clips[0][0]), " \t "), (str(clips[0][0]), "parola " * 400),
            ("stereo_44k.wav", "Stereo a 44,1 kHz con emoji 🙂 e accenti: perché.")]
     m = run_pre(tmp_path, tiny_model_dir, manifest(d, good + [(p, t, "train") for p, t in bad]))
-    dropped = m["splits"]["train"]["dropped"]
+    dropped = m.splits["train"]["dropped"]
     assert dropped == {"missing file": 1, "undecodable audio": 5, "empty text": 2, "silent audio": 2, "too short": 0,
                        "too long": 1, "label too long": 1}, dropped
-    assert m["splits"]["train"]["rows_kept"] == 4  # 3 good clips + the stereo 44.1 kHz one with emoji text
-    art = datasets.load_from_disk(m["path"])["train"]
+    assert m.splits["train"]["rows_kept"] == 4  # 3 good clips + the stereo 44.1 kHz one with emoji text
+    art = datasets.load_from_disk(m.path)["train"]
     assert any("🙂" in t for t in art["text"])
 
 
@@ -159,8 +159,13 @@ def test_corrupted_missing_and_hand_edited_artifacts(tmp_path, tiny_model_dir, s
         train(**train_args(tiny_model_dir, sample_dir, edited, tmp_path / "o1", language="German"))
     broken = copy_artifact(small_artifact, tmp_path / "broken")
     (broken / "small" / "manifest.json").write_text("{not json")
-    with pytest.raises(InputError, match="manifest .* is corrupted"):
+    with pytest.raises(InputError, match="edited by hand or damaged"):
         train(**train_args(tiny_model_dir, sample_dir, broken, tmp_path / "o2"))
+    old = copy_artifact(small_artifact, tmp_path / "old")  # as asr-finetuner 0.1 wrote it: checksum inside, format 1
+    m = json.loads((old / "small" / "manifest.json").read_text()); m.update(format_version=1, manifest_sha256="0" * 64)
+    (old / "small" / "manifest.json").write_text(json.dumps(m)); (old / "small" / "manifest.json.sha256").unlink()
+    with pytest.raises(InputError, match=r"before 0.2 \(format version 1\).*preprocess it again"):
+        train(**train_args(tiny_model_dir, sample_dir, old, tmp_path / "o5"))
     gone = copy_artifact(small_artifact, tmp_path / "gone")
     next((gone / "small" / "train").glob("*.arrow")).unlink()
     with pytest.raises(InputError, match="is corrupted: its data files differ"):
@@ -221,12 +226,12 @@ def test_two_preprocess_runs_on_one_artifact_name_end_with_one_complete_artifact
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     dd, m = load_artifact("race", tmp_path / "arts", verify=True)
-    assert len(dd["train"]) == m["splits"]["train"]["rows_kept"] in (12, 20)
+    assert len(dd["train"]) == m.splits["train"]["rows_kept"] in (12, 20)
     assert [p.name for p in (tmp_path / "arts").iterdir() if p.name != ".race.lock"] == ["race"]
     # and with if_exists=error, a second run is refused without touching the first
     r = subprocess.run(cmd[:-4] + ["--dataset_name", str(sample_dir)], capture_output=True, text=True)
     assert r.returncode == 2 and "already exists" in r.stderr
-    assert load_artifact("race", tmp_path / "arts", verify=True)[1]["fingerprint"] == m["fingerprint"]
+    assert load_artifact("race", tmp_path / "arts", verify=True)[1].fingerprint == m.fingerprint
 
 
 # --- secrets -----------------------------------------------------------------------------------------------------

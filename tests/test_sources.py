@@ -4,7 +4,7 @@ All offline (conftest sets HF_*_OFFLINE): the Hub is a local folder laid out lik
 (Parquet files per config, split in the file name, configs declared in README.md as the Hub's are). Audio is
 tiny WAV/FLAC made with soundfile; nothing is decoded by `datasets` (no torchcodec here).
 """
-import io, json
+import csv, io, json
 from pathlib import Path
 
 import datasets
@@ -107,10 +107,13 @@ def test_hub_streaming_carve_out_is_disjoint_and_stable(hub_repo):
     dd, info = load_source(str(hub_repo), dataset_config="fr", streaming=True)
     assert info["eval_from"] == "carved"
     train, ev = rows(dd["train"]), rows(dd["eval"])
-    assert len(train) + len(ev) == 40 and 0 < len(ev) < 40
-    assert not {r["audio"]["path"] for r in train} & {r["audio"]["path"] for r in ev}
+    path = lambda r: r["audio"]["path"]
+    assert sorted(map(path, train + ev)) == sorted(f"fr_train_{i}.flac" for i in range(40))  # each row once: none lost, none in both
+    assert 1 <= len(ev) <= 8  # about a tenth (EVAL_FRACTION) of the 40 rows
     assert rows(dd["eval"]) == ev  # a second pass picks the same rows
-    assert {r["text"] for r in train + ev} >= {""}
+    other, _ = load_source(str(hub_repo), dataset_config="fr", streaming=True, seed=1)
+    assert {path(r) for r in rows(other["eval"])} != {path(r) for r in ev}  # the seed chooses the rows
+    assert sorted(r["text"] for r in train + ev) == sorted([""] + [f"fr train frase {i}" for i in range(40) if i != 3])
 
 
 def test_hub_single_default_config_ignores_language_code(tmp_path):
@@ -195,12 +198,16 @@ def test_audiofolder_streaming(audiofolder):
     assert rows(dd["train"]) == rows(plain["train"]) and rows(dd["eval"]) == rows(plain["eval"])
 
 
-@pytest.mark.skipif(not (SAMPLE_DATA / "train" / "metadata.csv").is_file(), reason="bundled sample data not generated yet")
 def test_bundled_sample_data():
+    "The sample ships with the package: missing, it is a failure, not a skip."
     dd, info = load_source(str(SAMPLE_DATA))
     assert (info["kind"], info["eval_split"], info["text_column"]) == ("audiofolder", "validation", "transcription")
-    assert len(dd["train"]) > 0 and len(dd["eval"]) > 0
-    assert all(Path(r["audio"]["path"]).is_file() and r["text"] for r in dd["train"])
+    for split, name in (("train", "train"), ("eval", "validation")):
+        with open(SAMPLE_DATA / name / "metadata.csv", encoding="utf-8", newline="") as f:
+            listed = list(csv.DictReader(f))
+        assert len(listed) >= 20, name
+        assert [(Path(r["audio"]["path"]).name, r["text"]) for r in dd[split]] == [(r["file_name"], r["transcription"]) for r in listed]
+    assert all(Path(r["audio"]["path"]).is_file() for r in dd["train"])
 
 
 # --- manifests -----------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The train job end to end on a tiny model: outputs, overfitting, artifact checks, DDP, resume after kill -9, push."""
 import csv, json, os, shutil, signal, subprocess, sys, time
 from pathlib import Path
+from types import SimpleNamespace
 
 import datasets
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 from asr_finetuner.config import InputError
 from asr_finetuner.preprocess import preprocess
 from asr_finetuner.text import asr_metrics
-from asr_finetuner.train import train
+from asr_finetuner.train import TrainMetrics, train
 
 BIN = Path(sys.executable).parent / "asr-finetuner"
 TORCHRUN = Path(sys.executable).parent / "torchrun"
@@ -61,8 +62,9 @@ def test_train_writes_a_complete_model_folder(tmp_path, tiny_model_dir, sample_d
     assert [p.name for p in out.glob("checkpoint-*")] == ["checkpoint-6"]
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["step_0"]["step"] == 0 and [e["step"] for e in saved["evaluations"]] == [0, 3, 6]
-    for k in ("wer", "wer_normalized", "cer", "repetition_rate"):
-        assert 0 <= saved["final"][k] and 0 <= saved["step_0"][k]
+    assert TrainMetrics.read(out / "metrics.json") == m  # the file is what the job returned, typed
+    assert set(saved["final"]) == {"wer", "wer_normalized", "cer", "cer_normalized", "repetition_rate"}
+    assert saved["step_0"]["wer"] > 0.9  # a random model's step-0 transcripts are gibberish
     assert saved["train_samples_per_second"] > 0 and saved["eval_real_time_factor"] > 0 and saved["peak_memory_mb"] > 0
     preds = [json.loads(l) for l in (out / "predictions.jsonl").read_text().splitlines()]
     assert len(preds) == 8 and all({"source", "reference", "prediction", "wer"} <= p.keys() for p in preds)
@@ -78,8 +80,8 @@ def test_tiny_model_overfits_a_few_clips(tmp_path, tiny_model_dir, arts, overfit
     m = train(model_name="overfit", model_id=str(tiny_model_dir), dataset_name=dataset, artifact_name=name,
               artifacts_dir=str(arts), output_dir=str(tmp_path / "out"), max_steps=120, eval_steps=1000, save_steps=1000,
               logging_steps=20, warmup_steps=10, train_batch_size=4, eval_batch_size=4, learning_rate=3e-3, generation_max_length=32)
-    assert m["step_0"]["wer"] > 0.9
-    assert m["final"]["wer"] < 0.1, m["final"]
+    assert m.step_0["wer"] > 0.9
+    assert m.final["wer"] < 0.1, m.final
 
 
 def test_artifact_that_does_not_fit_is_refused(tmp_path, tiny_model_dir, tiny_model_dir_128, sample_dir, arts, sample_artifact):
@@ -111,7 +113,7 @@ def test_push_sends_the_complete_folder_and_no_secret(tmp_path, tiny_model_dir, 
         sent.update(repo_id=repo_id, files=list(filter_repo_objects(rel, ignore_patterns=ignore_patterns)), folder=folder_path)
     monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
     m = train(**params(tiny_model_dir, sample_dir, arts, tmp_path / "out", model_name="me/tiny-it", push_to_hub=True, max_steps=2))
-    assert sent["repo_id"] == "me/tiny-it" and m["pushed_to"].endswith("me/tiny-it")
+    assert sent["repo_id"] == "me/tiny-it" and m.pushed_to.endswith("me/tiny-it")
     for f in ("model.safetensors", "config.json", "generation_config.json", "tokenizer.json", "preprocessor_config.json",
               "README.md", "metrics.json", "train_config.json", "predictions.jsonl"):
         assert f in sent["files"], f
@@ -152,7 +154,7 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path, tiny_model_dir
     os.killpg(proc.pid, signal.SIGKILL); proc.wait()
     assert not (tmp_path / "killed" / "metrics.json").exists()
     m = train(**killed)
-    assert m["steps"] == 12
+    assert m.steps == 12
     resumed = losses(tmp_path / "killed")
     assert sorted(resumed) == sorted(reference) == list(range(1, 13))
     for step in reference: assert abs(resumed[step] - reference[step]) < 1e-4, (step, resumed[step], reference[step])
@@ -166,11 +168,11 @@ def test_ddp_with_two_cpu_processes(tmp_path, tiny_model_dir, sample_dir, arts, 
                        capture_output=True, text=True, timeout=600, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.count("Model tiny-it saved to") == 1, r.stdout  # one process writes the outputs
-    m = json.loads((out / "metrics.json").read_text())
-    assert m["steps"] == 4 and [e["step"] for e in m["evaluations"]] == [0, 2, 4]
+    m = TrainMetrics.read(out / "metrics.json")
+    assert m.steps == 4 and [e["step"] for e in m.evaluations] == [0, 2, 4]
     preds = [json.loads(l) for l in (out / "predictions.jsonl").read_text().splitlines()]
     assert len(preds) == 8 and len({x["source"] for x in preds}) == 8  # every eval clip once, none twice
-    assert abs(m["evaluations"][-1]["wer"] - m["final"]["wer"]) < 1e-9  # the ranks' gathered eval agrees with the final one
+    assert abs(m.evaluations[-1]["wer"] - m.final["wer"]) < 1e-9  # the ranks' gathered eval agrees with the final one
     state = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())
     assert state["train_batch_size"] == 2 and state["global_step"] == 4
 
@@ -205,7 +207,7 @@ class FakeConfig(dict):
 def test_online_wandb_run_uses_the_artifact_preprocess_logged(monkeypatch, has_artifact):
     import wandb
     from asr_finetuner.train import WandbArtifactCallback
-    manifest = {"artifact_name": "it-cv", "fingerprint": "ab" * 32}
+    manifest = SimpleNamespace(artifact_name="it-cv", fingerprint="ab" * 32)
     run = FakeRun(has_artifact); monkeypatch.setattr(wandb, "run", run)
     if has_artifact:
         WandbArtifactCallback(manifest).on_train_begin(None, None, None)
@@ -220,6 +222,6 @@ def test_augmentation_changes_training_batches_and_not_evaluation(tmp_path, tiny
     short = dict(max_steps=3, eval_steps=1000, save_steps=1000, generation_max_length=4)
     plain = train(**params(tiny_model_dir, sample_dir, arts, tmp_path / "plain", **short))
     augmented = train(**params(tiny_model_dir, sample_dir, arts, tmp_path / "aug", speed_perturbation=0.2, frequency_warp=0.1, **short))
-    scores = lambda m: {k: m["step_0"][k] for k in ("wer", "cer", "loss")}
+    scores = lambda m: {k: m.step_0[k] for k in ("wer", "cer", "loss")}
     assert scores(plain) == scores(augmented)  # the same model scored on the same, unaugmented, evaluation batches
     assert losses(tmp_path / "plain")[1] != losses(tmp_path / "aug")[1]
