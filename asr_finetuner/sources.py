@@ -19,16 +19,17 @@ import asr_finetuner
 from .config import InputError
 
 # %% auto #0
-__all__ = ['FEATURES', 'AUDIO_COLUMNS', 'TEXT_COLUMNS', 'EVAL_SPLITS', 'EVAL_FRACTION', 'MANIFEST_SUFFIXES', 'METADATA_FILES',
-           'OPENERS', 'SAMPLE_DATASETS', 'pick_column', 'pick_splits', 'pick_config', 'audiofolder_splits',
-           'source_kind', 'read_manifest', 'rows_to_dataset', 'group_by_split', 'check_features', 'standardize',
-           'column_names', 'carve_eval', 'hub_errors', 'pick_columns', 'load_splits', 'resolve_dataset_name',
-           'load_source']
+__all__ = ['FEATURES', 'AUDIO_COLUMNS', 'TEXT_COLUMNS', 'SPEAKER_COLUMNS', 'EVAL_SPLITS', 'EVAL_FRACTION', 'MANIFEST_SUFFIXES',
+           'METADATA_FILES', 'OPENERS', 'SAMPLE_DATASETS', 'pick_column', 'pick_splits', 'pick_config',
+           'audiofolder_splits', 'source_kind', 'read_manifest', 'rows_to_dataset', 'group_by_split', 'check_features',
+           'standardize', 'column_names', 'carve_eval', 'hub_errors', 'pick_columns', 'load_splits',
+           'resolve_dataset_name', 'load_source']
 
 # %% ../nbs/04_sources.ipynb #2685aed2
-FEATURES = Features({"audio": Audio(decode=False), "text": Value("string")})
+FEATURES = Features({"audio": Audio(decode=False), "text": Value("string"), "speaker": Value("string")})
 AUDIO_COLUMNS = ("audio", "path", "file", "file_name", "audio_path", "filepath", "speech")
 TEXT_COLUMNS = ("text", "sentence", "transcription", "transcript", "normalized_text", "raw_transcription")
+SPEAKER_COLUMNS = ("speaker", "speaker_id", "client_id", "recording_id", "recording") # who speaks, or which recording a clip is from
 EVAL_SPLITS = ("validation", "valid", "dev", "eval", "test")
 EVAL_FRACTION = 0.1  # share of train carved out for eval when a source has no eval split
 MANIFEST_SUFFIXES = (".csv", ".tsv", ".jsonl")
@@ -38,7 +39,7 @@ METADATA_FILES = ("metadata.csv", "metadata.jsonl")
 def _names(xs)->str: return ", ".join(map(str, xs)) or "(none)"
 
 _WHAT = {"audio_column": "the audio (an Audio feature, {bytes, path} structs or file paths)",
-         "text_column": "the transcripts"}
+         "text_column": "the transcripts", "speaker_column": "the speaker or recording of each clip"}
 
 def pick_column(columns:list[str],  # the dataset's columns
                 given:str|None,     # the column the user named, or None to detect one
@@ -195,27 +196,34 @@ def check_features(features:Features|None, # the split's features (None when a s
 def _fill_text(col:pa.ChunkedArray|pa.Array)->pa.ChunkedArray|pa.Array:
     return pc.fill_null(col.cast(pa.string()), "")
 
-def _two_columns(audio_column:str, text_column:str)->Callable[[pa.Table], pa.Table]:
-    return lambda t: pa.table({"audio": t.column(audio_column), "text": _fill_text(t.column(text_column))})
+def _standard_columns(audio_column:str, text_column:str, speaker_column:str|None)->Callable[[pa.Table], pa.Table]:
+    def columns(t:pa.Table)->pa.Table:
+        speaker = _fill_text(t.column(speaker_column)) if speaker_column else pa.array([""] * t.num_rows, pa.string())
+        return pa.table({"audio": t.column(audio_column), "text": _fill_text(t.column(text_column)), "speaker": speaker})
+    return columns
 
-def _standardize_stream(ds:IterableDataset, audio_column:str, text_column:str)->IterableDataset:
+def _standardize_stream(ds:IterableDataset, audio_column:str, text_column:str, speaker_column:str|None)->IterableDataset:
     # Arrow in, Arrow out (a returned table replaces the batch): a Python map would send every row
     # through Audio.encode_example, which needs torchcodec
-    ds = ds.with_format("arrow").map(_two_columns(audio_column, text_column), batched=True)
+    ds = ds.with_format("arrow").map(_standard_columns(audio_column, text_column, speaker_column), batched=True)
     return ds.with_format(None).cast(FEATURES)
 
 def standardize(ds:Dataset|IterableDataset, # one split of a source
                 audio_column:str,           # its audio column
                 text_column:str,            # its transcript column
+                speaker_column:str|None=None, # its speaker (or recording) column; None: speakers unknown ('')
                )->Dataset|IterableDataset:  # the split with exactly `FEATURES`
-    "`ds` as `audio` (`Audio(decode=False)`) and `text` (strings, None as '') only."
+    "`ds` as `audio` (`Audio(decode=False)`), `text` and `speaker` (strings, None as '') only."
     check_features(ds.features, audio_column, text_column)
-    if isinstance(ds, IterableDataset): return _standardize_stream(ds, audio_column, text_column)
-    ds = ds.select_columns([audio_column, text_column])
-    ds = ds.rename_columns({k: v for k, v in ((audio_column, "audio"), (text_column, "text")) if k != v})
+    if isinstance(ds, IterableDataset): return _standardize_stream(ds, audio_column, text_column, speaker_column)
+    names = {audio_column: "audio", text_column: "text", **({speaker_column: "speaker"} if speaker_column else {})}
+    ds = ds.select_columns(list(names)).rename_columns({k: v for k, v in names.items() if k != v})
     ds = ds.cast_column("audio", Audio(decode=False))
-    if ds.features["text"] == Value("string") and ds.data.column("text").null_count == 0: return ds
-    return ds.remove_columns("text").add_column("text", _fill_text(ds.data.column("text")).to_pylist(), feature=Value("string"))
+    for col in ("text", "speaker"):
+        if col not in ds.column_names: ds = ds.add_column(col, [""] * len(ds), feature=Value("string"))
+        elif ds.features[col] != Value("string") or ds.data.column(col).null_count:
+            ds = ds.remove_columns(col).add_column(col, _fill_text(ds.data.column(col)).to_pylist(), feature=Value("string"))
+    return ds.select_columns(list(FEATURES))
 
 def column_names(ds:Dataset|IterableDataset, # a split
                 )->list[str]:                # its columns (read off the first row when a stream does not know them)
@@ -300,11 +308,14 @@ OPENERS = {"hub": _open_hub, "audiofolder": _open_audiofolder, "manifest": _open
 def pick_columns(ds:Dataset|IterableDataset, # a split
                  audio_column:str|None=None,  # the audio column the user named, or None to detect it
                  text_column:str|None=None,   # the text column the user named, or None to detect it
-                )->tuple[str, str]:           # (audio column, text column)
-    "The audio and text columns of `ds`."
+                 speaker_column:str|None=None, # the speaker column the user named, or None to detect one (optional)
+                )->tuple:                     # (audio column, text column, speaker column or None)
+    "The audio, text and (when there is one) speaker columns of `ds`."
     cols = column_names(ds)
+    speaker = (pick_column(cols, speaker_column, SPEAKER_COLUMNS, "speaker_column") if speaker_column
+               else next((c for c in SPEAKER_COLUMNS if c in cols), None))
     return (pick_column(cols, audio_column, AUDIO_COLUMNS, "audio_column"),
-            pick_column(cols, text_column, TEXT_COLUMNS, "text_column"))
+            pick_column(cols, text_column, TEXT_COLUMNS, "text_column"), speaker)
 
 def load_splits(load:Callable,             # loads one split by name, with its original columns
                 train_name:str,            # the split to train on
@@ -312,14 +323,16 @@ def load_splits(load:Callable,             # loads one split by name, with its o
                 audio_column:str|None=None,# as in `pick_columns`
                 text_column:str|None=None, # as in `pick_columns`
                 seed:int=42,               # seed of the carve-out
-               )->tuple:                   # (train, eval, audio column, text column)
+                speaker_column:str|None=None, # as in `pick_columns`
+               )->tuple:                   # (train, eval, audio column, text column, speaker column or None)
     "Train and eval with `FEATURES`, eval carved out of train when there is no eval split."
     train = load(train_name)
-    a, t = pick_columns(train, audio_column, text_column)
-    train = standardize(train, a, t)
-    if eval_name is None: return (*carve_eval(train, seed), a, t)
+    a, t, s = pick_columns(train, audio_column, text_column, speaker_column)
+    train = standardize(train, a, t, s)
+    if eval_name is None: return (*carve_eval(train, seed), a, t, s)
     ev = load(eval_name)
-    return train, standardize(ev, *pick_columns(ev, a, t)), a, t
+    ea, et, _ = pick_columns(ev, a, t)
+    return train, standardize(ev, ea, et, s if s in column_names(ev) else None), a, t, s  # eval needs no speakers
 
 # %% ../nbs/04_sources.ipynb #0622808b
 SAMPLE_DATASETS = {"builtin:sample-it": Path(asr_finetuner.__file__).parent / "sample_data" / "it"}
@@ -340,16 +353,17 @@ def load_source(dataset_name:str,             # Hub dataset id, or a local folde
                 streaming:bool=False,         # IterableDataset instead of Dataset
                 revision:str|None=None,       # Hub revision (branch, tag or commit)
                 seed:int=42,                  # seed of the eval carve-out, when there is no eval split
+                speaker_column:str|None=None, # speaker or recording column; detected among usual names when None (optional)
                )->tuple[DatasetDict|IterableDatasetDict, dict]: # splits "train" and "eval" with `FEATURES`; what was read
     "Read any supported source as `train` and `eval` splits of `audio` and `text`, and say where they came from."
     kind = source_kind(resolve_dataset_name(dataset_name))
     splits, load, extra = OPENERS[kind](resolve_dataset_name(dataset_name), language_code=language_code, dataset_config=dataset_config,
                                         audio_column=audio_column, streaming=streaming, revision=revision)
     train_name, eval_name = pick_splits(splits, train_split, eval_split)
-    train, ev, a, t = load_splits(load, train_name, eval_name, audio_column, text_column, seed)
+    train, ev, a, t, s = load_splits(load, train_name, eval_name, audio_column, text_column, seed, speaker_column)
     if streaming and isinstance(train, Dataset): train, ev = train.to_iterable_dataset(), ev.to_iterable_dataset()
     info = {"kind": kind, "dataset_name": dataset_name, "config": None, "revision": None, **extra,
             "language_code": language_code, "train_split": train_name, "eval_split": eval_name,
-            "audio_column": a, "text_column": t, "eval_from": "split" if eval_name else "carved",
+            "audio_column": a, "text_column": t, "speaker_column": s, "eval_from": "split" if eval_name else "carved",
             "eval_fraction": None if eval_name else EVAL_FRACTION, "seed": seed, "streaming": streaming}
     return (IterableDatasetDict if streaming else DatasetDict)({"train": train, "eval": ev}), info

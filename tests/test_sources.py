@@ -179,7 +179,7 @@ def test_audiofolder_split_folders(audiofolder):
         ("audiofolder", "validation", "file_name", "transcription")
     assert (len(dd["train"]), len(dd["eval"])) == (6, 2) and dd["train"].features == FEATURES
     row = dd["eval"][1]
-    assert row == {"audio": {"bytes": None, "path": str(audiofolder / "validation" / "val1.wav")}, "text": "val 1"}
+    assert row == {"audio": {"bytes": None, "path": str(audiofolder / "validation" / "val1.wav")}, "text": "val 1", "speaker": ""}
     assert all(Path(r["audio"]["path"]).is_absolute() and sf.info(r["audio"]["path"]).samplerate == 16_000 for r in dd["train"])
 
 
@@ -221,7 +221,7 @@ def test_manifest_csv_relative_paths_split_column_and_missing_file(tmp_path):
     dd, info = load_source(str(tmp_path / "lists" / "all.csv"))
     assert (info["kind"], info["eval_split"], info["audio_column"], info["text_column"]) == ("manifest", "test", "audio_path", "sentence")
     assert [r["audio"]["path"] for r in dd["train"]] == [str(tmp_path / "clips" / n) for n in names[:3]] + [str(tmp_path / "clips" / "gone.wav")]
-    assert dd["eval"][0] == {"audio": {"bytes": None, "path": str(tmp_path / "clips" / names[3])}, "text": "frase 3"}
+    assert dd["eval"][0] == {"audio": {"bytes": None, "path": str(tmp_path / "clips" / names[3])}, "text": "frase 3", "speaker": ""}
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".tsv", ".jsonl"])
@@ -325,10 +325,19 @@ def test_carve_out_of_one_row(tmp_path):
         load_source(str(tmp_path / "one.csv"))
 
 
+def test_speaker_column_detected_in_the_bundled_sample_and_named_elsewhere(tmp_path, sample_dir):
+    dd, info = load_source(str(sample_dir))
+    assert info["speaker_column"] == "speaker" and set(dd["train"]["speaker"]) == {"festival_lp", "festival_pc", "espeak-ng_it"}
+    dd, info = load_source(str(sample_dir), speaker_column="sentence_id")
+    assert info["speaker_column"] == "sentence_id" and dd["train"][0]["speaker"] == "S001"
+    with pytest.raises(InputError, match="Column 'nobody' \\(from speaker_column\\) is not in the dataset"):
+        load_source(str(sample_dir), speaker_column="nobody")
+
+
 def test_info_is_json_and_holds_no_token(hub_repo, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "hf_not_a_real_token_123")
     _, info = load_source(str(hub_repo), "it", revision=None)
     text = json.dumps(info)
     assert json.loads(text) == info and "hf_not_a_real_token_123" not in text
     assert set(info) == {"kind", "dataset_name", "config", "revision", "language_code", "train_split", "eval_split",
-                         "audio_column", "text_column", "eval_from", "eval_fraction", "seed", "streaming"}
+                         "audio_column", "text_column", "speaker_column", "eval_from", "eval_fraction", "seed", "streaming"}
