@@ -182,6 +182,12 @@ class PreprocessConfig(JobConfig):
     seed: int = param(42, "seed for the capped subsets")
     num_proc: Optional[int] = param(None, "processes for feature extraction (default: all cores)")
     streaming: bool = param(False, "stream the source instead of downloading it whole (for datasets larger than the disk)")
+    speaker_column: Optional[str] = param(None, "speaker or recording column: a packed window holds one speaker's clips, and prompts come from the same speaker (detected among the usual names when absent)")
+    pack_seconds: float = param(0.0, "join consecutive training clips into windows of at most this many seconds (e.g. 28; at most the model's window); 0: off")
+    pack_pause_seconds: float = param(0.5, "silence between two joined clips, in seconds")
+    pack_eval: bool = param(False, "pack the eval split too (off: step-0 and final WER stay comparable with unpacked runs)")
+    timestamp_probability: float = param(0.0, "share of training windows labelled with segment timestamps (0.5 recommended with packing); 0: none")
+    prompt_probability: float = param(0.0, "share of training windows given the previous window's text as a <|startofprev|> prompt (keeps condition_on_prev_tokens working); 0: none")
     artifacts_dir: Optional[str] = param(None, "folder of artifacts (default: inside the Hugging Face datasets cache)")
     if_exists: str = param("error", "what to do when the artifact exists: error, overwrite or reuse", ("error", "overwrite", "reuse"))
     wandb: bool = param(False, "log the artifact to Weights & Biases as an Artifact named artifact_name")
@@ -193,6 +199,14 @@ class PreprocessConfig(JobConfig):
         _check_positive(self, ["min_duration"], allow_zero=True)
         if self.max_duration <= self.min_duration:
             raise InputError(f"Parameter max_duration={self.max_duration} must be above min_duration={self.min_duration}.")
+        for n in ("timestamp_probability", "prompt_probability"):
+            if not 0 <= getattr(self, n) <= 1: raise InputError(f"Parameter {n}={getattr(self, n)} must be between 0 and 1 (e.g. 0.5).")
+        if self.pack_seconds < 0 or not 0.02 <= self.pack_pause_seconds <= 5:
+            raise InputError(f"Parameters pack_seconds={self.pack_seconds} and pack_pause_seconds={self.pack_pause_seconds}: "
+                             "pack_seconds must be 0 (off) or positive (e.g. 28), pack_pause_seconds between 0.02 and 5 (e.g. 0.5).")
+        if (self.pack_seconds or self.prompt_probability) and self.streaming:
+            raise InputError("Packing (pack_seconds) and prompts (prompt_probability) order the whole training split, which a "
+                             "stream cannot: set streaming=False, or turn packing and prompts off.")
         for n in ("artifact_name", "model_id", "dataset_name"):
             if not getattr(self, n).strip(): raise InputError(f"Parameter {n} cannot be empty.")
 
