@@ -12,9 +12,10 @@ from typing import Any, Optional, Union
 import yaml
 
 # %% auto #0
-__all__ = ['TASKS', 'LANGUAGES', 'TO_LANGUAGE_CODE', 'REQUIRED', 'MAX_LABEL_TOKENS', 'PRECISIONS', 'OUTPUT_FORMATS', 'InputError',
-           'language_name', 'language_code_of', 'param', 'coerce', 'JobConfig', 'PreprocessConfig', 'TrainConfig',
-           'EvaluateConfig', 'TranscribeConfig', 'read_config_file', 'make_config', 'save_config']
+__all__ = ['TASKS', 'LANGUAGES', 'TO_LANGUAGE_CODE', 'REQUIRED', 'MAX_LABEL_TOKENS', 'PRECISIONS', 'OUTPUT_FORMATS',
+           'SUBTITLE_FORMATS', 'InputError', 'language_name', 'language_code_of', 'param', 'coerce', 'JobConfig',
+           'PreprocessConfig', 'TrainConfig', 'EvaluateConfig', 'TranscribeConfig', 'read_config_file', 'make_config',
+           'save_config']
 
 # %% ../nbs/00_config.ipynb #f8dcbd1e
 class InputError(ValueError):
@@ -321,7 +322,40 @@ class EvaluateConfig(JobConfig):
         return Path(self.output_dir) if self.output_dir else Path("outputs") / f"eval-{_model_folder_name(self.model_id)}"
 
 # %% ../nbs/00_config.ipynb #e58f89a9
-OUTPUT_FORMATS = ("text", "json")
+OUTPUT_FORMATS = ("text", "json", "srt", "vtt")
+SUBTITLE_FORMATS = ("srt", "vtt")
+
+def _check_subtitle_outputs(cfg):
+    subtitles = cfg.output_format in SUBTITLE_FORMATS
+    if cfg.output_dir is not None and not subtitles:
+        raise InputError(f"Parameter output_dir is for srt and vtt (one subtitle file per input); for "
+                         f"{cfg.output_format}, give output_file (or nothing, to print).")
+    if cfg.output_dir is not None and cfg.output_file is not None:
+        raise InputError("Give output_file (one input) or output_dir (one subtitle file per input), not both.")
+    if subtitles and cfg.output_dir is None and len(cfg.audio) > 1:
+        raise InputError(f"{len(cfg.audio)} audio files in {cfg.output_format}: a subtitle file holds one recording. "
+                         f"Give output_dir, a folder where each input gets <input name>.{cfg.output_format}.")
+    stems = [Path(a).stem for a in cfg.audio]
+    clash = sorted({s for s in stems if stems.count(s) > 1})
+    if cfg.output_dir is not None and clash:
+        raise InputError(f"Several inputs are named {', '.join(clash)}: their subtitle files would overwrite each other "
+                         "in output_dir. Transcribe them in separate runs, or rename them.")
+
+def _check_long_form(cfg):
+    try: cfg.temperature = [float(t) for v in cfg.temperature for t in str(v).split(",") if t.strip()]
+    except ValueError: raise InputError(f"Parameter temperature={','.join(map(str, cfg.temperature))!r} must be numbers, e.g. "
+                                        "0.0,0.2,0.4,0.6,0.8,1.0 (one value: no fallback).") from None
+    if not cfg.temperature or min(cfg.temperature) < 0:
+        raise InputError(f"Parameter temperature={cfg.temperature} must be one or more values of 0 or more.")
+    if cfg.compression_ratio_threshold is not None and cfg.compression_ratio_threshold <= 0:
+        raise InputError(f"Parameter compression_ratio_threshold={cfg.compression_ratio_threshold} must be positive (or none).")
+    if cfg.logprob_threshold is not None and cfg.logprob_threshold > 0:
+        raise InputError(f"Parameter logprob_threshold={cfg.logprob_threshold} must be 0 or less (a mean log-probability), or none.")
+    if cfg.no_speech_threshold is not None and not 0 <= cfg.no_speech_threshold <= 1:
+        raise InputError(f"Parameter no_speech_threshold={cfg.no_speech_threshold} must be between 0 and 1 (or none).")
+    if cfg.no_speech_threshold is not None and cfg.logprob_threshold is None:
+        raise InputError("Parameter no_speech_threshold needs logprob_threshold: a window is silence when both say so. "
+                         "Set logprob_threshold (e.g. -1.0), or no_speech_threshold to none.")
 
 @dataclass
 class TranscribeConfig(JobConfig):
@@ -331,20 +365,38 @@ class TranscribeConfig(JobConfig):
                                   "in Python or a config file, a list or a comma-separated string")
     language: Optional[str] = param(None, "language of the speech (name or code); none: the model's own (a fine-tuned model's), else detected")
     task: str = param("transcribe", "transcribe, or translate into English", TASKS)
-    output_format: str = param("text", "text (one line per file: path, tab, transcript) or json (a list of {path, text, duration, chunks})", OUTPUT_FORMATS)
-    output_file: Optional[str] = param(None, "file to write the transcripts to (none: print them)")
+    output_format: str = param("text", "text (one line per file: path, tab, transcript), json (a list of {path, text, duration, "
+                                       "segments: [{start, end, text}]}), or srt or vtt subtitles", OUTPUT_FORMATS)
+    output_file: Optional[str] = param(None, "file to write the transcripts to (none: print them); srt and vtt: one input only")
+    output_dir: Optional[str] = param(None, "srt and vtt: folder to write <input name>.srt or .vtt into, one per input (needed for several inputs)")
     num_beams: int = param(1, "beams for decoding (1: greedy)")
-    generation_max_length: int = param(225, "longest generated transcript of a chunk, in tokens")
-    chunk_seconds: float = param(30.0, "longer audio is cut into consecutive chunks of this length (at most the model's window)")
-    batch_size: int = param(8, "chunks transcribed at once")
+    generation_max_length: int = param(225, "longest text generated for one window of audio, in tokens "
+                                            "(with condition_on_prev_tokens at most 220: the previous text takes the rest)")
+    batch_size: int = param(8, "audio files decoded at once")
+    condition_on_prev_tokens: bool = param(False, "prompt each window with the text of the previous one (OpenAI's default; "
+                                                  "it can carry a hallucination forward)")
+    temperature: list[float] = param((0.0, 0.2, 0.4, 0.6, 0.8, 1.0), "temperature fallback: a window that fails "
+                                     "compression_ratio_threshold or logprob_threshold is decoded again at the next value "
+                                     "(sampling above 0); one value: no fallback")
+    compression_ratio_threshold: Optional[float] = param(1.35, "fall back when a window's token ids compress better than "
+                                                               "this with zlib (a repetition loop); none: no check")
+    logprob_threshold: Optional[float] = param(-1.0, "fall back when a window's mean token log-probability is below this; none: no check")
+    no_speech_threshold: Optional[float] = param(0.6, "skip a window as silence when its no-speech probability is above this "
+                                                      "and its log-probability below logprob_threshold; none: never skip")
+
+    def __post_init__(self):
+        if isinstance(self.temperature, (int, float)) and not isinstance(self.temperature, bool): self.temperature = [self.temperature]
+        super().__post_init__()
 
     def validate(self):
         if self.language is not None: self.language = language_name(self.language)
-        _check_positive(self, ["num_beams", "generation_max_length", "chunk_seconds", "batch_size"])
+        _check_positive(self, ["num_beams", "generation_max_length", "batch_size"])
         if self.generation_max_length > MAX_LABEL_TOKENS:
             raise InputError(f"Parameter generation_max_length={self.generation_max_length} must be at most {MAX_LABEL_TOKENS}.")
         if not self.model_id.strip(): raise InputError("Parameter model_id cannot be empty.")
         if not self.audio: raise InputError("Parameter audio names no file: give one or more audio files.")
+        _check_long_form(self)
+        _check_subtitle_outputs(self)
 
 # %% ../nbs/00_config.ipynb #2c15730c
 def read_config_file(path:str|Path, # a .yaml, .yml or .json file holding one flat mapping

@@ -16,7 +16,7 @@ import torch
 import transformers
 from datasets import Dataset
 
-from .config import EvaluateConfig, InputError, TranscribeConfig, make_config, save_config
+from .config import EvaluateConfig, InputError, SUBTITLE_FORMATS, TranscribeConfig, make_config, save_config
 from .audio import AudioError, load_audio, pad_to_window
 from .text import asr_metrics, clean_transcript
 from .whisper import load_model, load_processor, set_language_and_task
@@ -26,8 +26,9 @@ from .artifacts import JsonRecord, load_artifact, seeded_subset
 # %% auto #0
 __all__ = ['SKIP_REASONS', 'window_frames', 'load_for_inference', 'generate_texts', 'transcribe_arrays', 'transcribe_frames',
            'open_artifact_eval', 'artifact_utterances', 'open_dataset_eval', 'dataset_utterances', 'EvalMetrics',
-           'eval_metrics', 'write_eval_outputs', 'eval_summary', 'evaluate', 'chunk_length', 'split_into_chunks',
-           'transcribe_file', 'format_transcripts', 'transcribe']
+           'eval_metrics', 'write_eval_outputs', 'eval_summary', 'evaluate', 'file_features', 'batch_features',
+           'max_new_tokens', 'long_form_options', 'generate_segments', 'clip_segments', 'file_transcript',
+           'transcribe_long', 'subtitle_time', 'subtitles', 'format_transcripts', 'transcribe']
 
 # %% ../nbs/08_evaluate.ipynb #e961c13e
 def window_frames(model, # a Whisper model
@@ -91,7 +92,7 @@ def transcribe_arrays(model, # a Whisper model
     too_long = [i for i, a in enumerate(arrays) if len(a) > fe.n_samples]
     if too_long:
         raise InputError(f"Clip(s) {too_long} are longer than the model's window of {fe.n_samples / fe.sampling_rate:g} s: "
-                         "split them first (the transcribe job does).")
+                         "the transcribe job takes audio of any length.")
     texts = []
     for batch in _batches(arrays, batch_size):
         feats = fe(batch, sampling_rate=fe.sampling_rate, padding="max_length", max_length=fe.n_samples, truncation=True,
@@ -282,50 +283,168 @@ def evaluate(config:EvaluateConfig|None=None, # the job's parameters as an objec
     return metrics
 
 # %% ../nbs/08_evaluate.ipynb #8b68e81f
-def chunk_length(chunk_seconds:float, # the chunk length asked for
-                 feature_extractor, # the model's feature extractor
-                )->int: # samples per chunk
-    "Samples per chunk: `chunk_seconds`, but at most the model's window."
-    return min(round(chunk_seconds * feature_extractor.sampling_rate), feature_extractor.n_samples)
+def file_features(feature_extractor, # the model's feature extractor
+                  samples:np.ndarray, # one file's mono samples at the extractor's rate
+                 )->np.ndarray: # (n_mels, frames): the whole file, at least one window long
+    "A file's log-mel features, never truncated; padded to the window, as in training, when shorter."
+    fe = feature_extractor
+    return fe([samples], sampling_rate=fe.sampling_rate, padding="max_length", max_length=max(len(samples), fe.n_samples),
+              truncation=False, return_attention_mask=False, return_tensors="np").input_features[0]
 
-def split_into_chunks(samples:np.ndarray, # mono samples
-                      chunk_samples:int, # samples per chunk
-                     )->list: # consecutive chunks, the last one shorter; none for empty audio
-    "Cut `samples` into consecutive chunks of `chunk_samples`."
-    return [samples[i:i + chunk_samples] for i in range(0, len(samples), chunk_samples)]
+def batch_features(features:list, # `file_features` of each file
+                  )->tuple: # (input_features: (files, n_mels, longest), attention_mask: (files, longest))
+    "Stack files' features, zero-padded to the longest; the mask marks each file's own frames."
+    longest = max(f.shape[-1] for f in features)
+    x = torch.zeros(len(features), features[0].shape[0], longest)
+    mask = torch.zeros(len(features), longest, dtype=torch.long)
+    for i, f in enumerate(features): x[i, :, :f.shape[-1]], mask[i, :f.shape[-1]] = torch.from_numpy(f), 1
+    return x, mask
+
+# %% ../nbs/08_evaluate.ipynb #4b1d9a11
+def max_new_tokens(model, # a Whisper model
+                   generation_max_length:int, # the cap asked for
+                   condition_on_prev_tokens:bool, # whether the previous window's text is in the prompt
+                  )->int: # the cap on tokens generated per window
+    "`generation_max_length`, lowered to what the decoder can hold beside the prompt."
+    positions = model.config.max_target_positions
+    prompt = 4 + (positions // 2 if condition_on_prev_tokens else 0)  # start, language, task, a spare; then previous text
+    return min(generation_max_length, positions - prompt)
+
+def long_form_options(cfg:TranscribeConfig, # the job's parameters
+                      model, # the model they will decode with
+                     )->dict: # keyword arguments of `generate_segments`
+    "The task and transformers' long-form `generate` arguments, from the job's parameters."
+    return dict(task=cfg.task, num_beams=cfg.num_beams, condition_on_prev_tokens=cfg.condition_on_prev_tokens,
+                max_new_tokens=max_new_tokens(model, cfg.generation_max_length, cfg.condition_on_prev_tokens),
+                temperature=tuple(cfg.temperature), compression_ratio_threshold=cfg.compression_ratio_threshold,
+                logprob_threshold=cfg.logprob_threshold, no_speech_threshold=cfg.no_speech_threshold)
+
+# %% ../nbs/08_evaluate.ipynb #4b1d9a15
+@contextmanager
+def _drop_window_scores(model):
+    retrieve = model._retrieve_segment
+    def retrieve_and_drop(*args, **kwargs):
+        cut = retrieve(*args, **kwargs)
+        outputs, i = kwargs.get("seek_outputs"), kwargs.get("idx")
+        if isinstance(outputs, list) and i is not None and isinstance(outputs[i], dict): outputs[i].pop("scores", None)
+        return cut
+    model._retrieve_segment = retrieve_and_drop
+    try: yield
+    finally: del model._retrieve_segment
+
+def generate_segments(model, # a Whisper model
+                      tokenizer, # its tokenizer
+                      features:torch.Tensor, # (files, n_mels, frames), from `batch_features`
+                      attention_mask:torch.Tensor, # (files, frames): each file's own frames
+                      language:str|None="Italian", # language name or code; None lets Whisper detect it
+                      task:str="transcribe", # transcribe or translate
+                      **options, # for transformers' `generate`: num_beams, max_new_tokens, temperature, thresholds, ...
+                     )->list: # per file, its segments {start, end, text} in seconds from the file's start, as the model timed them
+    "Decode whole files with transformers' long-form algorithm."
+    set_language_and_task(model.generation_config, language, task)
+    with torch.inference_mode(), _quiet_transformers(), _drop_window_scores(model):
+        out = model.generate(features.to(model.device, model.dtype), attention_mask=attention_mask.to(model.device),
+                             return_timestamps=True, return_segments=True, **options)
+    return [[{"start": float(s["start"]), "end": float(s["end"]), "text": tokenizer.decode(s["tokens"], skip_special_tokens=True)}
+             for s in segments] for segments in out["segments"]]
+
+# %% ../nbs/08_evaluate.ipynb #4b1d9a19
+def clip_segments(segments:list, # one file's segments {start, end, text}, from `generate_segments`
+                  duration:float, # the file's length in seconds
+                 )->list: # the segments inside the file, times rounded to the millisecond
+    "Clip segment times to `duration`; drop segments that start at its end or later, or hold no text."
+    out = []
+    for s in segments:
+        start, end = round(min(max(s["start"], 0.0), duration), 3), round(min(s["end"], duration), 3)
+        if s["text"].strip() and start < duration: out.append({"start": start, "end": max(end, start), "text": s["text"]})
+    return out
+
+def file_transcript(segments:list, # one file's segments, from `generate_segments`
+                    duration:float, # the file's length in seconds
+                   )->dict: # {text, duration, segments: [{start, end, text}]}
+    "A file's text and its segments inside it."
+    kept = clip_segments(segments, duration)
+    return {"text": " ".join("".join(s["text"] for s in kept).split()), "duration": round(duration, 3),
+            "segments": [{**s, "text": " ".join(s["text"].split())} for s in kept]}
+
+# %% ../nbs/08_evaluate.ipynb #4b1d9a1c
+def transcribe_long(model, # a Whisper model
+                    processor, # its processor
+                    arrays:list, # mono float32 recordings of any length at the feature extractor's rate
+                    language:str|None="Italian", # language name or code; None lets Whisper detect it
+                    **options, # for `generate_segments`: task, num_beams, max_new_tokens, temperature, thresholds, ...
+                   )->list: # per recording: {text, duration, segments: [{start, end, text}]}
+    "Transcribe recordings of any length at once with the long-form algorithm; empty ones get no text."
+    fe = processor.feature_extractor
+    out = [file_transcript([], len(a) / fe.sampling_rate) for a in arrays]
+    todo = [i for i, a in enumerate(arrays) if len(a)]
+    if not todo: return out
+    feats, mask = batch_features([file_features(fe, arrays[i]) for i in todo])
+    for i, segments in zip(todo, generate_segments(model, processor.tokenizer, feats, mask, language, **options)):
+        out[i] = file_transcript(segments, len(arrays[i]) / fe.sampling_rate)
+    return out
+
+# %% ../nbs/08_evaluate.ipynb #4b1d9a21
+def subtitle_time(seconds:float, # a time in seconds
+                  decimal:str=",", # "," for SRT, "." for WebVTT
+                 )->str: # HH:MM:SS,mmm
+    "A subtitle timestamp."
+    h, ms = divmod(round(seconds * 1000), 3_600_000)
+    return f"{h:02d}:{ms // 60_000:02d}:{ms % 60_000 // 1000:02d}{decimal}{ms % 1000:03d}"
+
+def subtitles(segments:list, # one file's segments {start, end, text}
+              output_format:str="srt", # srt or vtt
+             )->str:
+    "One file's segments as SRT or WebVTT cues."
+    dec = "," if output_format == "srt" else "."
+    cues = [f"{subtitle_time(s['start'], dec)} --> {subtitle_time(s['end'], dec)}\n{' '.join(s['text'].split()).replace('-->', '->')}\n"
+            for s in segments]
+    if output_format == "srt": return "\n".join(f"{i}\n{c}" for i, c in enumerate(cues, 1))
+    return "\n".join(["WEBVTT\n"] + cues)
 
 # %% ../nbs/08_evaluate.ipynb #08b89600
-def transcribe_file(model, # a Whisper model
-                    processor, # its processor
-                    path:str, # an audio file
-                    chunk_samples:int, # samples per chunk, at most the window
-                    **gen, # for `transcribe_arrays`: language, task, batch_size, num_beams, max_length
-                   )->dict: # {path, text, duration, chunks}
-    "Transcribe one audio file of any length, chunk by chunk."
-    sr = processor.feature_extractor.sampling_rate
-    x = load_audio(str(Path(path).expanduser()), sr)
-    chunks = split_into_chunks(x, chunk_samples)
-    texts = transcribe_arrays(model, processor, chunks, **gen) if chunks else []
-    return {"path": str(path), "text": " ".join(t for t in texts if t), "duration": round(len(x) / sr, 3), "chunks": len(chunks)}
-
-def format_transcripts(results:list, # from `transcribe_file`
-                       output_format:str="text", # text: a `path<TAB>text` line per file; json: a list of objects
+def format_transcripts(results:list, # {path, text, duration, segments} per file
+                       output_format:str="text", # text, json, or srt or vtt (one file only)
                       )->str:
-    "The transcripts as text lines or JSON."
+    "The transcripts as text lines, JSON, or one file's subtitles."
+    if output_format in SUBTITLE_FORMATS:
+        if len(results) != 1: raise ValueError(f"{output_format} holds one file's subtitles, not {len(results)}")
+        return subtitles(results[0]["segments"], output_format)
     if output_format == "json": return json.dumps(results, indent=2, ensure_ascii=False) + "\n"
     return "".join(f"{r['path']}\t{' '.join(r['text'].split())}\n" for r in results)
 
 # %% ../nbs/08_evaluate.ipynb #a1aaa641
-def _write_output(text:str, output_file:str):
-    path = Path(output_file).expanduser()
+def _write_output(text:str, path:str|Path, param:str="output_file"):
+    path = Path(path).expanduser()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
-    except OSError as e: raise InputError(f"Cannot write {path} ({e.strerror}): choose a writable output_file.") from None
+    except OSError as e: raise InputError(f"Cannot write {path} ({e.strerror}): choose a writable {param}.") from None
+
+def _load_batch(paths:list, sampling_rate:int, failed:dict)->list:
+    loaded = []
+    for path in paths:
+        try: loaded.append((path, load_audio(str(Path(path).expanduser()), sampling_rate)))
+        except AudioError as e: failed[path] = str(e); print(f"asr-finetuner transcribe: skipped {path} ({e})", file=sys.stderr)
+    return loaded
+
+def _deliver(result:dict, cfg:TranscribeConfig):
+    "What is written as soon as a file is transcribed: its text line on stdout, or its subtitle file."
+    if cfg.output_dir is not None:
+        _write_output(format_transcripts([result], cfg.output_format), Path(cfg.output_dir) / f"{Path(result['path']).stem}.{cfg.output_format}", "output_dir")
+    elif cfg.output_format == "text" and cfg.output_file is None: print(format_transcripts([result]), end="", flush=True)
+
+def _finish(results:list, cfg:TranscribeConfig):
+    "What is written once every file is transcribed: JSON, output_file, or a single file's subtitles."
+    if not results or (cfg.output_format == "text" and cfg.output_file is None): return
+    if cfg.output_dir is not None: return print(f"Wrote {len(results)} {cfg.output_format} file(s) to {cfg.output_dir}", file=sys.stderr)
+    text = format_transcripts(results, cfg.output_format)
+    if cfg.output_file: _write_output(text, cfg.output_file); print(f"Wrote {len(results)} transcript(s) to {cfg.output_file}", file=sys.stderr)
+    else: print(text, end="", flush=True)
 
 def transcribe(config:TranscribeConfig|None=None, # the job's parameters as an object, or give them as keyword arguments
                **params, # the parameters of `TranscribeConfig`: model_id, audio, language, ...
-              )->list: # one {path, text, duration, chunks} per file transcribed
+              )->list: # one {path, text, duration, segments} per file transcribed
     "Run the transcribe job: transcribe the audio files of any length in `audio`."
     cfg = config if config is not None else make_config(TranscribeConfig, **params)
     missing = [p for p in cfg.audio if not Path(p).expanduser().is_file()]
@@ -334,19 +453,14 @@ def transcribe(config:TranscribeConfig|None=None, # the job's parameters as an o
         raise InputError(f"Audio file(s) not found: {', '.join(missing)}. Check the path(s).{hint}")
     model, processor = load_for_inference(cfg.model_id)
     language = cfg.language or model.generation_config.language  # a fine-tuned model's own language, else detection
-    gen = dict(language=language, task=cfg.task, batch_size=cfg.batch_size, num_beams=cfg.num_beams, max_length=cfg.generation_max_length)
-    n, stream = chunk_length(cfg.chunk_seconds, processor.feature_extractor), cfg.output_file is None and cfg.output_format == "text"
-    results, failed = [], {}
-    for path in cfg.audio:
-        try: r = transcribe_file(model, processor, path, n, **gen)
-        except AudioError as e:
-            failed[path] = str(e); print(f"asr-finetuner transcribe: skipped {path} ({e})", file=sys.stderr); continue
-        results.append(r)
-        if stream: print(format_transcripts([r]), end="", flush=True)
-    if results and not stream:
-        text = format_transcripts(results, cfg.output_format)
-        if cfg.output_file: _write_output(text, cfg.output_file); print(f"Wrote {len(results)} transcript(s) to {cfg.output_file}", file=sys.stderr)
-        else: print(text, end="", flush=True)
+    options, results, failed = long_form_options(cfg, model), [], {}
+    for paths in _batches(cfg.audio, cfg.batch_size):
+        loaded = _load_batch(paths, processor.feature_extractor.sampling_rate, failed)
+        if not loaded: continue
+        for (path, _), t in zip(loaded, transcribe_long(model, processor, [x for _, x in loaded], language, **options)):
+            results.append({"path": str(path), **t})
+            _deliver(results[-1], cfg)
+    _finish(results, cfg)
     if failed:
         done = f" The other {len(results)} were transcribed." if results else ""
         raise InputError(f"Could not decode {len(failed)} of {len(cfg.audio)} audio file(s): "

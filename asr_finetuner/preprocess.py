@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_preprocess.ipynb #beff2670
 from __future__ import annotations
-import ctypes, hashlib, json, os, platform, shutil, signal, sys, time
+import ctypes, hashlib, json, os, platform, random, shutil, signal, sys, time
 from collections import Counter
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -22,13 +22,16 @@ from .audio import AudioError, SAMPLING_RATE, is_silent, load_audio, log_mel_fra
 from .text import clean_transcript
 from .whisper import load_processor, vocabulary_hash
 from .sources import load_source
+from .packing import (HOP, SAMPLING_RATE as _RATE, clip_starts, join_frames, plan_windows, prompt_ids,
+                                   timestamped_label, window_seconds_of)
 from .artifacts import (Manifest, artifact_path, content_fingerprint, read_manifest, seeded_subset,
                                      staged_artifact, write_manifest)
 
 # %% auto #0
 __all__ = ['DROP_REASONS', 'MIN_ROWS_PER_PROCESS', 'artifact_features', 'label_prefix', 'encode_labels', 'process_batch',
-           'die_with_parent', 'children_die_with_this_process', 'processes_for', 'process_split', 'estimate_bytes',
-           'check_free_space', 'preprocess', 'build_manifest', 'summary', 'wandb_artifact_ref', 'log_wandb_artifact']
+           'die_with_parent', 'children_die_with_this_process', 'processes_for', 'process_split', 'check_pack_seconds',
+           'pack_split', 'estimate_bytes', 'check_free_space', 'preprocess', 'build_manifest', 'summary',
+           'wandb_artifact_ref', 'log_wandb_artifact']
 
 # %% ../nbs/06_preprocess.ipynb #9bacb20e
 DROP_REASONS = ("missing file", "undecodable audio", "empty text", "silent audio", "too short", "too long", "label too long")
@@ -38,7 +41,7 @@ def artifact_features(n_mels:int, # mel bins of the model's feature extractor
     "The columns of a processed split (before dropped rows are removed)."
     return Features({"log_mel_frames": Array2D((None, n_mels), "float16"), "labels": Sequence(Value("int32")),
                      "text": Value("string"), "duration": Value("float32"), "source": Value("string"),
-                     "drop_reason": Value("string")})
+                     "speaker": Value("string"), "prompt_ids": Sequence(Value("int32")), "drop_reason": Value("string")})
 
 # %% ../nbs/06_preprocess.ipynb #003d1510
 def label_prefix(tokenizer, # the model's Whisper tokenizer
@@ -98,7 +101,7 @@ def process_batch(batch:dict, # source rows: lists under "audio" (undecoded) and
     return {"log_mel_frames": [frames[i] if not reasons[i] else empty for i in range(len(texts))],
             "labels": [labels[i] if not reasons[i] else [] for i in range(len(texts))],
             "text": texts, "duration": [d for _, d, _ in decoded], "source": [_source_id(a) for a in batch["audio"]],
-            "drop_reason": reasons}
+            "speaker": batch.get("speaker") or [""] * len(texts), "prompt_ids": [[] for _ in texts], "drop_reason": reasons}
 
 # %% ../nbs/06_preprocess.ipynb #49cb4dc5
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
@@ -177,6 +180,66 @@ def process_split(ds:Dataset|IterableDataset, # a source split: undecoded "audio
     kept = done.filter(lambda r: [not x for x in r], input_columns="drop_reason", batched=True, batch_size=1000)
     return kept.remove_columns("drop_reason"), Counter({k: v for k, v in reasons.items() if k}), len(done)
 
+# %% ../nbs/06_preprocess.ipynb #c0ffee02
+def check_pack_seconds(pack_seconds:float, # the window asked for, seconds (0: no packing)
+                       feature_extractor, # the model's feature extractor
+                      ):
+    "Raise `InputError` when windows of `pack_seconds` would not fit the model's input."
+    window = feature_extractor.n_samples / feature_extractor.sampling_rate
+    if pack_seconds > window:
+        raise InputError(f"pack_seconds={pack_seconds:g} is above the model's window of {window:g} s: "
+                         f"give at most {window:g} (e.g. pack_seconds={max(window - 2, window * 0.9):g}).")
+
+# %% ../nbs/06_preprocess.ipynb #c0ffee04
+def _window_row(rows:list, starts:list, label:list, prompt:list, pause:float)->dict:
+    frames = join_frames([np.asarray(r["log_mel_frames"]) for r in rows], starts) if len(rows) > 1 else np.asarray(rows[0]["log_mel_frames"])
+    return {"log_mel_frames": frames, "labels": label, "text": " ".join(str(r["text"]) for r in rows),
+            "duration": window_seconds_of([float(r["duration"]) for r in rows], pause),
+            "source": " + ".join(str(r["source"]) for r in rows), "speaker": str(rows[0]["speaker"]), "prompt_ids": prompt}
+
+def _packing_report(windows:list, durations:list, stamped:int, prompted:int, cfg:PreprocessConfig)->dict:
+    sizes, seconds = [len(w) for w in windows], [window_seconds_of([durations[i] for i in w], cfg.pack_pause_seconds) for w in windows]
+    return {"pack_seconds": cfg.pack_seconds, "pause_seconds": cfg.pack_pause_seconds, "windows": len(windows),
+            "clips_per_window_mean": round(float(np.mean(sizes)), 3), "clips_per_window_max": max(sizes),
+            "seconds_per_window_mean": round(float(np.mean(seconds)), 3),
+            "timestamp_share": round(stamped / len(windows), 4), "prompt_share": round(prompted / len(windows), 4)}
+
+def pack_split(kept:Dataset, # a processed split: one row per clip
+               tokenizer, # the model's tokenizer
+               prefix:list, # the label prefix: start-of-transcript, language, task, no-timestamps
+               cfg:PreprocessConfig, # the job's parameters: pack_seconds, pack_pause_seconds, pack_eval, probabilities, seed
+               work_dir:Path, # where to write the windows' Arrow file
+               split:str, # "train" or "eval"
+              )->tuple: # (the rows to save, what the manifest records of the packing or None)
+    "The split's windows with their labels and prompts, or the split unchanged when nothing is asked of it."
+    packing = bool(cfg.pack_seconds) and (split == "train" or cfg.pack_eval)
+    p_stamp, p_prompt = (cfg.timestamp_probability, cfg.prompt_probability) if split == "train" else (0.0, 0.0)
+    if not (packing or p_stamp or p_prompt): return kept, None
+    durations, speakers = [float(d) for d in kept["duration"]], list(kept["speaker"])
+    spaced = tokenizer([" " + t for t in kept["text"]], add_special_tokens=False).input_ids  # segment texts, as Whisper's
+    groups = speakers if any(speakers) else None
+    windows = (plan_windows(durations, [len(x) for x in spaced], cfg.pack_seconds, cfg.pack_pause_seconds, cfg.max_sequence_length,
+                            groups, cfg.seed) if packing else [[i] for i in range(len(kept))])
+    first_ts, eot, sop = tokenizer.convert_tokens_to_ids(["<|0.00|>", "<|endoftext|>", "<|startofprev|>"])
+    rng, previous, stamped, prompted = random.Random(cfg.seed + 1), {}, 0, 0
+    rows, path = kept.with_format("numpy"), work_dir / f"{split}-windows.arrow"
+    with ArrowWriter(features=Features({k: v for k, v in kept.features.items()}), path=str(path)) as writer:
+        for w in windows:
+            clips = [rows[i] for i in w]
+            starts = clip_starts([durations[i] for i in w], cfg.pack_pause_seconds)
+            if rng.random() < p_stamp:
+                segments = [(s * HOP / _RATE, s * HOP / _RATE + durations[i], spaced[i]) for s, i in zip(starts, w)]
+                label, stamped = timestamped_label(prefix[:3], segments, first_ts, eot), stamped + 1
+            elif len(w) == 1: label = list(clips[0]["labels"])
+            else: label = prefix + tokenizer(" ".join(str(c["text"]) for c in clips), add_special_tokens=False).input_ids + [eot]
+            group = speakers[w[0]] if groups else ""
+            prompt = prompt_ids(previous[group], sop, 448 - len(label)) if group in previous and rng.random() < p_prompt else []
+            prompted += bool(prompt)
+            previous[group] = [t for i in w for t in spaced[i]]
+            writer.write_batch({k: [v] for k, v in _window_row(clips, starts, label, prompt, cfg.pack_pause_seconds).items()})
+        writer.finalize()
+    return Dataset.from_file(str(path)), _packing_report(windows, durations, stamped, prompted, cfg)
+
 # %% ../nbs/06_preprocess.ipynb #485d4c8f
 def estimate_bytes(splits:dict, # {"train": Dataset, "eval": Dataset} of source rows, capped
                    n_mels:int, # mel bins of the features
@@ -235,10 +298,12 @@ def preprocess(config:PreprocessConfig|None=None, # the job's parameters as an o
         raise InputError(f"Artifact {cfg.artifact_name} already exists at {final}: choose another artifact_name, "
                          "or set if_exists=overwrite (or reuse).")
     processor = load_processor(cfg.model_id)
+    check_pack_seconds(cfg.pack_seconds, processor.feature_extractor)
     prefix = label_prefix(processor.tokenizer, cfg.language, cfg.task)
     source, info = load_source(cfg.dataset_name, cfg.language_code, dataset_config=cfg.dataset_config,
                                train_split=cfg.train_split, eval_split=cfg.eval_split, audio_column=cfg.audio_column,
-                               text_column=cfg.text_column, streaming=cfg.streaming, seed=cfg.seed)
+                               text_column=cfg.text_column, streaming=cfg.streaming, seed=cfg.seed,
+                               speaker_column=cfg.speaker_column)
     caps = {"train": cfg.max_train_samples, "eval": cfg.max_eval_samples}
     rows = {s: seeded_subset(source[s], caps[s], cfg.seed) for s in ("train", "eval")}
     check_free_space(final.parent, estimate_bytes(rows, processor.feature_extractor.feature_size))
@@ -247,9 +312,11 @@ def preprocess(config:PreprocessConfig|None=None, # the job's parameters as an o
         results = {s: process_split(rows[s], processor, cfg, prefix, work, s) for s in ("train", "eval")}
         reports = {s: _split_report(*results[s]) for s in results}
         _check_kept(reports)
-        splits = DatasetDict({s: results[s][0] for s in results})
+        packed = {s: pack_split(results[s][0], processor.tokenizer, prefix, cfg, work, s) for s in results}
+        for s in packed: reports[s]["packing"] = packed[s][1]
+        splits = DatasetDict({s: packed[s][0] for s in packed})
         splits.save_to_disk(str(staging))
-        del splits, results
+        del splits, results, packed
         _remove_tree(work)
         processor.save_pretrained(staging / "processor")
         write_manifest(staging, build_manifest(cfg, processor, info, reports, prefix, start, staging))
@@ -289,6 +356,10 @@ def summary(manifest:Manifest, # an artifact's manifest
     for s, r in manifest.splits.items():
         drops = ", ".join(f"{k} {v}" for k, v in r["dropped"].items() if v) or "none"
         lines.append(f"  {s:5s}: kept {r['rows_kept']}/{r['rows_in']} rows, {r['audio_hours'] * 60:.1f} min of audio; dropped: {drops}")
+        if r.get("packing"):
+            k = r["packing"]
+            lines.append(f"         {k['windows']} windows of {k['clips_per_window_mean']:.1f} clips ({k['seconds_per_window_mean']:.1f} s) "
+                         f"on average; timestamps in {100 * k['timestamp_share']:.0f}%, prompts in {100 * k['prompt_share']:.0f}%")
     lines.append(f"  fingerprint {manifest.fingerprint[:16]}, {manifest.seconds} s")
     return "\n".join(lines)
 

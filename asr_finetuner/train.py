@@ -22,11 +22,11 @@ from .artifacts import JsonRecord, Manifest, load_artifact, seeded_subset
 from .preprocess import wandb_artifact_ref
 
 # %% auto #0
-__all__ = ['PUSH_IGNORE', 'check_artifact_fits', 'stretch_frames', 'warp_mels', 'FrameAugmentation', 'AugmentedRows',
-           'WhisperCollator', 'make_compute_metrics', 'resolve_precision', 'training_arguments', 'FinalStepCallback',
-           'WandbArtifactCallback', 'prepare_model', 'add_lora', 'merged', 'OutputLock', 'metrics_history',
-           'plot_curves', 'TrainMetrics', 'model_card', 'finish_wandb_run', 'load_training_data', 'TrainingRun',
-           'train', 'run_metrics', 'save_outputs', 'push_model']
+__all__ = ['TRAINING_COLUMNS', 'PUSH_IGNORE', 'check_artifact_fits', 'stretch_frames', 'warp_mels', 'FrameAugmentation',
+           'AugmentedRows', 'WhisperCollator', 'make_compute_metrics', 'resolve_precision', 'training_arguments',
+           'FinalStepCallback', 'WandbArtifactCallback', 'prepare_model', 'add_lora', 'merged', 'OutputLock',
+           'metrics_history', 'plot_curves', 'TrainMetrics', 'model_card', 'finish_wandb_run', 'load_training_data',
+           'TrainingRun', 'train', 'run_metrics', 'save_outputs', 'push_model']
 
 # %% ../nbs/07_train.ipynb #aeb4d99a
 def check_artifact_fits(manifest:Manifest, # the artifact's manifest
@@ -83,14 +83,23 @@ class FrameAugmentation:
     window_frames: int # the model's input length in frames: no stretch goes past it
     speed_perturbation: float = 0.0 # stretch in time by a random rate in 1 +- this; 0: off
     frequency_warp: float = 0.0 # warp the mel axis by a random factor in 1 +- this; 0: off
+    first_timestamp_id: int|None = None # `<|0.00|>`: timestamps in labels move with a stretch (None: labels untouched)
 
     def __call__(self, frames:np.ndarray)->np.ndarray:
         "A clip's frames, augmented (unchanged when both settings are 0)."
+        return self.row({"log_mel_frames": frames, "labels": []})["log_mel_frames"]
+
+    def row(self, row:dict)->dict:
+        "An artifact row with its frames augmented, and its timestamp tokens moved to where the stretch put their times."
+        frames, labels = np.asarray(row["log_mel_frames"]), row["labels"]
         if self.speed_perturbation:  # never slower than what still fits the window
-            slowest = max(1 - self.speed_perturbation, len(frames) / self.window_frames)
-            frames = stretch_frames(frames, _uniform(slowest, 1 + self.speed_perturbation))
+            rate = _uniform(max(1 - self.speed_perturbation, len(frames) / self.window_frames), 1 + self.speed_perturbation)
+            frames = stretch_frames(frames, rate)
+            if self.first_timestamp_id is not None:
+                first = self.first_timestamp_id
+                labels = [first + round((t - first) / rate) if t >= first else t for t in labels]
         if self.frequency_warp: frames = warp_mels(frames, _uniform(1 - self.frequency_warp, 1 + self.frequency_warp))
-        return frames
+        return {**row, "log_mel_frames": frames, "labels": labels}
 
     @property
     def active(self)->bool: return bool(self.speed_perturbation or self.frequency_warp)
@@ -102,26 +111,42 @@ class AugmentedRows(torch.utils.data.Dataset):
                  augment:FrameAugmentation, # what to do to each row's frames
                 ): self.rows, self.augment = rows, augment
     def __len__(self): return len(self.rows)
-    def _augmented(self, row:dict)->dict: return {**row, "log_mel_frames": self.augment(np.asarray(row["log_mel_frames"]))}
+    def _augmented(self, row:dict)->dict: return self.augment.row(row)
     def __getitem__(self, i:int)->dict: return self._augmented(self.rows[int(i)])
     def __getitems__(self, indices:list)->list: return [self._augmented(r) for r in self.rows.__getitems__(list(indices))]
 
 # %% ../nbs/07_train.ipynb #809503a5
+def _padded(rows:list, value:int)->torch.Tensor:
+    out = torch.full((len(rows), max(map(len, rows))), value, dtype=torch.long)
+    for i, r in enumerate(rows): out[i, :len(r)] = torch.tensor(r, dtype=torch.long)
+    return out
+
 @dataclass
 class WhisperCollator:
-    "Batch artifact rows: features padded to the model's window, labels padded with -100."
+    "Batch artifact rows: features padded to the model's window, labels padded with -100, prompts fed to the decoder."
     window_frames: int # the model's input length in frames: 2 * max_source_positions (3000 for 30 s)
     decoder_start_token_id: int # `<|startoftranscript|>`
     dtype: torch.dtype = torch.float32 # dtype of the features given to the model
+    pad_token_id: int = 50257 # fills decoder inputs past a row's end (never scored)
+    max_target_positions: int = 448 # the decoder's length: a prompt is cut (its oldest tokens first) to fit
 
     def __call__(self, rows:list)->dict:
         feats = np.stack([pad_to_window(np.asarray(r["log_mel_frames"]), self.window_frames) for r in rows])
+        batch = {"input_features": torch.from_numpy(feats).to(self.dtype)}
         labels = [list(r["labels"]) for r in rows]
-        labels = [l[1:] if l and l[0] == self.decoder_start_token_id else l for l in labels]
-        width = max(map(len, labels))
-        padded = torch.full((len(labels), width), -100, dtype=torch.long)
-        for i, l in enumerate(labels): padded[i, :len(l)] = torch.tensor(l, dtype=torch.long)
-        return {"input_features": torch.from_numpy(feats).to(self.dtype), "labels": padded}
+        prompts = [self._fit(list(r.get("prompt_ids", [])), len(l)) for r, l in zip(rows, labels)]
+        if not any(prompts):  # the model shifts the labels into its decoder inputs itself
+            batch["labels"] = _padded([l[1:] if l and l[0] == self.decoder_start_token_id else l for l in labels], -100)
+            return batch
+        # prompt + label, shifted: the decoder reads the prompt, the loss sees -100 there
+        batch["decoder_input_ids"] = _padded([p + l[:-1] for p, l in zip(prompts, labels)], self.pad_token_id)
+        batch["labels"] = _padded([[-100] * len(p) + l[1:] for p, l in zip(prompts, labels)], -100)
+        return batch
+
+    def _fit(self, prompt:list, label_length:int)->list:
+        "The prompt, its oldest text cut so that prompt and label fit the decoder."
+        room = self.max_target_positions - label_length + 1
+        return [] if room < 2 or not prompt else [prompt[0], *prompt[1:][-(room - 1):]] if len(prompt) > room else prompt
 
 # %% ../nbs/07_train.ipynb #fae5bc16
 def make_compute_metrics(tokenizer, # the model's tokenizer
@@ -274,7 +299,8 @@ class TrainMetrics(JsonRecord):
     step_0: dict|None = None # the base model's scores (None when the run resumed past step 0)
     evaluations: list = field(default_factory=list) # every evaluation: {step, wer, wer_normalized, cer, ...}
     final_loss: float|None = None # the last logged training loss
-    train_samples_per_second: float|None = None # training throughput
+    train_samples_per_second: float|None = None # training throughput, rows (clips or packed windows) per second
+    train_audio_seconds_per_second: float|None = None # seconds of audio trained on per wall-clock second
     train_runtime_seconds: float|None = None # training time, evaluations included
     eval_real_time_factor: float|None = None # seconds of decoding per second of eval audio, final evaluation
     eval_utterances: int = 0 # utterances in the final evaluation
@@ -284,6 +310,14 @@ class TrainMetrics(JsonRecord):
     pushed_to: str|None = None # the Hub repository's URL, when pushed
 
 # %% ../nbs/07_train.ipynb #057359e4
+def _long_form_note(manifest:Manifest)->str:
+    "What the model card says of timestamps and prompts in training."
+    k = manifest.splits.get("train", {}).get("packing") or {}
+    packed = f"packed into windows of up to {k['pack_seconds']:g} s ({k['clips_per_window_mean']:.1f} clips on average)" if k.get("pack_seconds") else "one clip per row"
+    stamps = f"with segment timestamps in {100 * k['timestamp_share']:.0f}% of them" if k.get("timestamp_share") else "without timestamps (`<|notimestamps|>` only: expect no timestamps from it)"
+    prompts = f"previous-text prompts in {100 * k['prompt_share']:.0f}%" if k.get("prompt_share") else "no previous-text prompts"
+    return f"Training rows: {packed}, {stamps}; {prompts}."
+
 def model_card(cfg:TrainConfig, # the train job's parameters
                metrics:TrainMetrics, # the run's metrics, with step-0 scores
                manifest:Manifest, # the artifact trained on
@@ -308,7 +342,7 @@ def model_card(cfg:TrainConfig, # the train job's parameters
             f"| metric (%) on {split} | base model (step 0) | fine-tuned |\n|---|---|---|\n{rows}\n\n"
             f"Training: learning rate {cfg.learning_rate}, batch {cfg.train_batch_size} x {cfg.grad_accum_steps} accumulation, "
             f"{cfg.warmup_steps} warm-up steps, precision {metrics.precision}; artifact {cfg.artifact_name} "
-            f"(fingerprint {manifest.fingerprint[:16]}).\n\n"
+            f"(fingerprint {manifest.fingerprint[:16]}).\n\n{_long_form_note(manifest)}\n\n"
             "```python\nfrom transformers import pipeline\nasr = pipeline(\"automatic-speech-recognition\", model=\"" + cfg.model_name + "\")\n```\n")
 
 # %% ../nbs/07_train.ipynb #4b1e2a72
@@ -323,6 +357,8 @@ def finish_wandb_run(metrics:TrainMetrics, # the train job's metrics
     wandb.finish()
 
 # %% ../nbs/07_train.ipynb #4f58a5ee
+TRAINING_COLUMNS = ("log_mel_frames", "labels", "prompt_ids", "duration", "text", "source") # what the collator and the reports read
+
 def load_training_data(cfg:TrainConfig, # the train job's parameters
                        dd, # the artifact's splits: a `DatasetDict` with train and eval
                       )->tuple: # (train rows, eval rows, {split: rows filtered for their label length})
@@ -335,7 +371,7 @@ def load_training_data(cfg:TrainConfig, # the train job's parameters
                                 batched=True, keep_in_memory=True)
         counts[split] = len(dd[split]) - len(kept)
         splits[split] = seeded_subset(kept, caps[split], cfg.seed).with_format(
-            type="numpy", columns=["log_mel_frames", "labels", "duration", "text", "source"])
+            type="numpy", columns=[c for c in TRAINING_COLUMNS if c in kept.column_names])
     return splits["train"], splits["eval"], counts
 
 # %% ../nbs/07_train.ipynb #4f58a5f1
@@ -353,6 +389,7 @@ class TrainingRun:
     train_output: Any # what `trainer.train` returned (its metrics)
     precision: str # bf16, fp16 or fp32
     filtered: dict # rows filtered for their label length, per split
+    train_seconds_per_row: float # mean audio seconds of a training row (a clip, or a packed window)
 
 def train(config:TrainConfig|None=None, # the job's parameters as an object, or give them as keyword arguments
           callbacks:list|None=None, # extra `TrainerCallback`s (progress displays, monitors): code, so not a parameter
@@ -373,18 +410,20 @@ def _train(cfg:TrainConfig, out:Path, callbacks:list)->TrainMetrics|None:
     precision = resolve_precision(cfg.precision)
     last = get_last_checkpoint(str(out)) if cfg.resume and out.is_dir() else None
     window = 2 * model.config.max_source_positions
-    augment = FrameAugmentation(window, cfg.speed_perturbation, cfg.frequency_warp)
+    augment = FrameAugmentation(window, cfg.speed_perturbation, cfg.frequency_warp, processor.tokenizer.convert_tokens_to_ids("<|0.00|>"))
     if cfg.wandb: os.environ.setdefault("WANDB_PROJECT", cfg.wandb_project)
     trainer = Seq2SeqTrainer(model=model, args=training_arguments(cfg, out, precision, resume=last is not None),
                              train_dataset=AugmentedRows(train_rows, augment) if augment.active else train_rows,
-                             eval_dataset=eval_rows, data_collator=WhisperCollator(window, model.config.decoder_start_token_id),
+                             eval_dataset=eval_rows, data_collator=WhisperCollator(window, model.config.decoder_start_token_id,
+                                                                                   pad_token_id=model.config.pad_token_id,
+                                                                                   max_target_positions=model.config.max_target_positions),
                              processing_class=processor, compute_metrics=make_compute_metrics(processor.tokenizer),
                              callbacks=[FinalStepCallback()] + ([WandbArtifactCallback(manifest)] if cfg.wandb else []) + callbacks)
     train_output = trainer.train(resume_from_checkpoint=last)
     start = time.time()
     predictions = trainer.predict(eval_rows, metric_key_prefix="final").predictions
     run = TrainingRun(cfg, out, trainer, processor, manifest, eval_rows, predictions, time.time() - start, train_output,
-                      precision, filtered)
+                      precision, filtered, float(np.mean(train_rows["duration"])))
     if not trainer.is_world_process_zero(): return None
     metrics = save_outputs(run)
     if cfg.push_to_hub:
@@ -408,6 +447,7 @@ def run_metrics(run:TrainingRun, # the finished training
                )->TrainMetrics:
     "The metrics of a finished training: step 0, every evaluation, the final scores, speed and memory."
     losses, evals = metrics_history(run.trainer.state.log_history)
+    samples_per_second = run.train_output.metrics.get("train_samples_per_second")
     final = asr_metrics(hyps, [str(t) for t in run.eval_rows["text"]])
     audio_seconds = float(np.sum(run.eval_rows["duration"]))
     return TrainMetrics(
@@ -415,7 +455,8 @@ def run_metrics(run:TrainingRun, # the finished training
         step_0=evals[0] if evals and evals[0]["step"] == 0 else None, evaluations=evals,
         final={k: final[k] for k in ("wer", "wer_normalized", "cer", "cer_normalized", "repetition_rate")},
         final_loss=losses[-1]["loss"] if losses else None,
-        train_samples_per_second=run.train_output.metrics.get("train_samples_per_second"),
+        train_samples_per_second=samples_per_second,
+        train_audio_seconds_per_second=samples_per_second * run.train_seconds_per_row if samples_per_second else None,
         train_runtime_seconds=run.train_output.metrics.get("train_runtime"),
         eval_real_time_factor=run.eval_seconds / audio_seconds if audio_seconds else None,
         eval_utterances=len(run.eval_rows), filtered_long_labels=run.filtered, peak_memory_mb=round(_peak_memory_mb(), 1),
@@ -434,8 +475,10 @@ def save_outputs(run:TrainingRun, # the finished training
     metrics.write(out / "metrics.json")
     plot_curves(run.trainer.state.log_history, out / "training_curves.png")
     if metrics.step_0: (out / "README.md").write_text(model_card(cfg, metrics, run.manifest), encoding="utf-8")
+    speed = (f"; trained on {metrics.train_samples_per_second:.2f} rows/s, {metrics.train_audio_seconds_per_second:.1f} s of audio/s"
+             if metrics.train_audio_seconds_per_second else "")
     print(f"Model {cfg.model_name} saved to {out}: WER {100 * metrics.final['wer']:.1f}% "
-          + (f"(step 0: {100 * metrics.step_0['wer']:.1f}%)" if metrics.step_0 else ""))
+          + (f"(step 0: {100 * metrics.step_0['wer']:.1f}%)" if metrics.step_0 else "") + speed)
     return metrics
 
 # %% ../nbs/07_train.ipynb #ac3c0dcf

@@ -53,7 +53,7 @@ def test_hub_like_source_to_artifact_that_load_from_disk_opens(tmp_path, tiny_mo
     dd = datasets.load_from_disk(m.path)
     assert isinstance(dd, datasets.DatasetDict) and sorted(dd) == ["eval", "train"]
     assert (len(dd["train"]), len(dd["eval"])) == (16, 6)
-    assert set(dd["train"].column_names) == {"log_mel_frames", "labels", "text", "duration", "source"}
+    assert set(dd["train"].column_names) == {"log_mel_frames", "labels", "text", "duration", "source", "speaker", "prompt_ids"}
     assert m.source["kind"] == "hub" and m.source["eval_split"] == "test"
     assert m.splits["train"]["audio_hours"] > 0
     saved = json.loads((Path(m.path) / "manifest.json").read_text())
