@@ -1,12 +1,15 @@
 """The evaluate and transcribe jobs: scoring an artifact and a dataset (and their agreement), counted skips,
-long audio in chunks of the model's window, JSON output, bad files, and the CLI."""
-import csv, json, subprocess, sys
+long audio through transformers' long-form decoding with the real 30 s window, JSON/SRT/VTT output that
+standard parsers read, batching, bad files, and the CLI."""
+import csv, io, json, subprocess, sys
 from pathlib import Path
 
 import datasets
 import numpy as np
 import pytest
 import soundfile as sf
+import srt
+import webvtt
 
 from asr_finetuner import evaluate as ev
 from asr_finetuner.audio import load_audio
@@ -17,6 +20,7 @@ from asr_finetuner.text import asr_metrics
 
 BIN = Path(sys.executable).parent / "asr-finetuner"
 FAST = dict(generation_max_length=5)  # a random model never stops early: few tokens keep each test short
+GREEDY = dict(generation_max_length=8, temperature=0)  # no temperature fallback: deterministic, and 6 times less decoding
 
 
 
@@ -47,6 +51,34 @@ def long_wav(tmp_path_factory, sample_dir):
     return path
 
 
+@pytest.fixture(scope="module")
+def wav70(tmp_path_factory, sample_dir):
+    "70 s of speech: the sample's test clips one after the other, 0.4 s of silence after each."
+    pause, parts = np.zeros(6_400, np.float32), []
+    for p in sorted((sample_dir / "test").glob("*.ogg")):
+        parts += [load_audio(p), pause]
+    x = np.concatenate(parts)
+    assert len(x) >= 70 * 16_000
+    path = tmp_path_factory.mktemp("audio") / "talk.wav"
+    sf.write(path, x[:70 * 16_000], 16_000)
+    return path
+
+
+@pytest.fixture(scope="module")
+def long_run(tmp_path_factory, tiny_model_dir_30s, wav70):
+    "(results, JSON written, generate inputs seen) of the job on the 70 s file: real 30 s window, default decoding."
+    out, seen = tmp_path_factory.mktemp("transcribe") / "t.json", []
+    real = ev.generate_segments
+    def spy(model, tok, feats, mask, *a, **kw):
+        seen.append((tuple(feats.shape), mask.sum(-1).tolist(), kw))
+        return real(model, tok, feats, mask, *a, **kw)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ev, "generate_segments", spy)
+        res = ev.transcribe(model_id=str(tiny_model_dir_30s), audio=str(wav70), language="it", output_format="json",
+                            output_file=str(out), generation_max_length=8)
+    return res, json.loads(out.read_text()), seen
+
+
 def read_jsonl(path):
     return [json.loads(l) for l in Path(path).read_text(encoding="utf-8").splitlines()]
 
@@ -60,7 +92,8 @@ def test_evaluate_on_an_artifact_writes_metrics_and_predictions(artifact_eval):
     assert ev.EvalMetrics.read(out / "metrics.json") == m
     preds = [json.loads(l) for l in (out / "predictions.jsonl").read_text().splitlines()]
     assert m.wer == asr_metrics([p["prediction"] for p in preds], [p["reference"] for p in preds])["wer"]
-    assert m.real_time_factor == round(m.transcribe_seconds / m.audio_seconds, 4)
+    # both are rounded from the unrounded seconds: transcribe_seconds to the millisecond, the factor to 4 decimals
+    assert m.real_time_factor == pytest.approx(m.transcribe_seconds / m.audio_seconds, abs=0.0005 / m.audio_seconds + 0.00005)
     assert m.num_utterances == 4 and m.num_skipped == 0 and set(m.skipped) == set(ev.SKIP_REASONS)
     assert m.data["kind"] == "artifact" and m.data["fingerprint"] and m.real_time_factor > 0
     preds = read_jsonl(out / "predictions.jsonl")
@@ -102,15 +135,57 @@ def test_evaluate_refuses_unclear_or_misfit_data(tiny_model_dir, artifacts):
         ev.evaluate(model_id=str(tiny_model_dir), artifact_name="it-eval", artifacts_dir=str(artifacts), language="fr")
 
 
-def test_long_file_is_transcribed_in_chunks_of_the_window(monkeypatch, capsys, tiny_model_dir, long_wav):
-    "12 s with a 5 s window and the default chunk_seconds=30: one generate call on 3 chunks padded to 500 frames."
-    shapes, real = [], ev.generate_texts
-    monkeypatch.setattr(ev, "generate_texts", lambda model, tok, feats, *a: shapes.append(feats.shape) or real(model, tok, feats, *a))
-    res = ev.transcribe(model_id=str(tiny_model_dir), audio=str(long_wav), language="it", **FAST)
-    assert shapes == [(3, 80, 500)]
-    assert [(r["path"], r["duration"], r["chunks"]) for r in res] == [(str(long_wav), 12.0, 3)]
-    out = capsys.readouterr().out
-    assert out == f"{long_wav}\t{res[0]['text']}\n" and res[0]["text"]
+def test_long_file_is_decoded_whole_by_the_long_form_algorithm(long_run, wav70):
+    "70 s in one generate call (7000 frames, no cutting by hand) with the documented defaults; segments inside the file, in order."
+    res, written, seen = long_run
+    assert len(seen) == 1 and seen[0][:2] == ((1, 80, 7000), [7000])
+    kw = seen[0][2]
+    assert (kw["temperature"], kw["compression_ratio_threshold"], kw["logprob_threshold"], kw["no_speech_threshold"],
+            kw["condition_on_prev_tokens"], kw["max_new_tokens"]) == ((0.0, 0.2, 0.4, 0.6, 0.8, 1.0), 1.35, -1.0, 0.6, False, 8)
+    assert written == res and [(r["path"], r["duration"]) for r in res] == [(str(wav70), 70.0)]
+    assert set(res[0]) == {"path", "text", "duration", "segments"}
+    segments = res[0]["segments"]
+    assert segments and all(set(s) == {"start", "end", "text"} and s["text"] for s in segments)
+    assert all(0 <= s["start"] <= s["end"] <= 70.0 for s in segments)
+    assert [s["start"] for s in segments] == sorted(s["start"] for s in segments)
+    assert all(a["end"] <= b["start"] for a, b in zip(segments, segments[1:]))
+    assert all(s["text"] in res[0]["text"] for s in segments)
+
+
+def test_subtitles_parse_with_standard_parsers(long_run):
+    "SRT through `srt`, WebVTT through `webvtt-py`: every segment a cue, with its times to the millisecond and its text."
+    res = long_run[0]
+    segments = res[0]["segments"]
+    cues = list(srt.parse(ev.format_transcripts(res, "srt")))
+    assert [(c.index, c.start.total_seconds(), c.end.total_seconds(), c.content) for c in cues] == \
+           [(i, s["start"], s["end"], s["text"]) for i, s in enumerate(segments, 1)]
+    captions = webvtt.from_buffer(io.StringIO(ev.format_transcripts(res, "vtt"))).captions
+    assert [(c.start_time.in_milliseconds() / 1000, c.end_time.in_milliseconds() / 1000, c.text) for c in captions] == \
+           [(s["start"], s["end"], s["text"]) for s in segments]
+
+
+def test_a_model_that_writes_no_timestamps_gets_one_segment_per_window(tiny_model_dir_30s, wav70):
+    "Every timestamp but the forced first <|0.00|> suppressed, as for a model fine-tuned on <|notimestamps|> labels only."
+    model, processor = ev.load_for_inference(str(tiny_model_dir_30s))
+    options = ev.long_form_options(make_config(ev.TranscribeConfig, model_id="m", audio="a.wav", **GREEDY), model)
+    no_timestamps = list(range(processor.tokenizer.convert_tokens_to_ids("<|0.02|>"), model.config.vocab_size))
+    x = load_audio(wav70)
+    (res,) = ev.transcribe_long(model, processor, [x], "it", suppress_tokens=no_timestamps, **options)
+    assert [(s["start"], s["end"]) for s in res["segments"]] == [(0.0, 30.0), (30.0, 60.0), (60.0, 70.0)]
+
+
+def test_files_batched_decode_as_one_at_a_time(capsys, tmp_path, tiny_model_dir_30s, wav70, sample_dir):
+    "A 70 s file, a 2 s clip (shorter than the window) and a 40 s file: batched, or one by one, the same transcripts."
+    x = load_audio(wav70)
+    sf.write(tmp_path / "mid.wav", x[10 * 16_000:50 * 16_000], 16_000)
+    files = [str(wav70), str(sorted((sample_dir / "test").glob("*.ogg"))[2]), str(tmp_path / "mid.wav")]
+    common = dict(model_id=str(tiny_model_dir_30s), audio=files, language="it", **GREEDY)
+    together = ev.transcribe(batch_size=3, output_format="json", output_file=str(tmp_path / "t.json"), **common)
+    capsys.readouterr()
+    alone = ev.transcribe(batch_size=1, **common)
+    assert alone == together and [r["duration"] for r in alone] == [70.0, 2.81, 40.0]
+    assert capsys.readouterr().out == "".join(f"{r['path']}\t{r['text']}\n" for r in alone)
+    assert all(s["end"] <= r["duration"] for r in alone for s in r["segments"])
 
 
 def test_undecodable_file_among_several_is_reported_after_the_others_are_written(tmp_path, tiny_model_dir, sample_dir):
@@ -130,24 +205,49 @@ def test_missing_file_exits_2_without_traceback(capsys, tiny_model_dir):
     assert "Audio file(s) not found: nowhere/a.wav,b.wav" in err and "not commas" in err
 
 
+def test_several_inputs_as_subtitles_need_an_output_dir(capsys):
+    "Checked before anything is loaded: the model id need not exist."
+    with pytest.raises(SystemExit) as e:
+        main(["transcribe", "--model_id", "no/such-model", "--audio", "a.wav", "b.wav", "--output_format", "vtt"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "2 audio files in vtt: a subtitle file holds one recording. Give output_dir" in err
+
+
 def test_help_lists_the_commands_and_their_flags(capsys):
     for argv, wanted in ((["--help"], ["evaluate", "transcribe"]),
                          (["evaluate", "--help"], ["--artifact_name", "--dataset_name", "--eval_batch_size", "(default: 8)"]),
-                         (["transcribe", "--help"], ["--audio AUDIO [AUDIO ...]", "--output_format", "--chunk_seconds"])):
+                         (["transcribe", "--help"], ["--audio AUDIO [AUDIO ...]", "--output_format", "--output_dir",
+                                                     "--temperature TEMPERATURE [TEMPERATURE ...]", "(default: (0.0, 0.2, 0.4, 0.6, 0.8, 1.0))",
+                                                     "--condition_on_prev_tokens", "--compression_ratio_threshold", "(default: 1.35)",
+                                                     "--logprob_threshold", "(default: -1.0)", "--no_speech_threshold", "(default: 0.6)",
+                                                     "temperature fallback", "zlib", "no-speech probability", "srt or vtt"])):
         with pytest.raises(SystemExit) as e: main(argv)
-        out = capsys.readouterr().out
+        out = " ".join(capsys.readouterr().out.split())  # argparse wraps help lines
         assert e.value.code == 0 and all(w in out for w in wanted), (argv, out)
 
 
-def test_cli_transcribe_writes_json(tmp_path, tiny_model_dir, long_wav, sample_dir):
+def test_cli_transcribe_writes_json(capsys, tmp_path, tiny_model_dir, long_wav, sample_dir):
     clip = next((sample_dir / "test").glob("*.ogg"))
-    r = run_cli("transcribe", "--model_id", tiny_model_dir, "--audio", long_wav, "--audio", clip, "--output_format", "json",
-                "--output_file", tmp_path / "t.json", "--language", "it", "--generation_max_length", "5")
-    assert r.returncode == 0, r.stderr
-    assert r.stdout == "" and "Wrote 2 transcript(s)" in r.stderr
+    main(["transcribe", "--model_id", str(tiny_model_dir), "--audio", str(long_wav), "--audio", str(clip), "--output_format", "json",
+          "--output_file", str(tmp_path / "t.json"), "--language", "it", "--generation_max_length", "5"])
+    out, err = capsys.readouterr()
+    assert out == "" and "Wrote 2 transcript(s)" in err
     res = json.loads((tmp_path / "t.json").read_text())
-    assert [(x["path"], x["chunks"]) for x in res] == [(str(long_wav), 3), (str(clip), 1)]
-    assert all(set(x) == {"path", "text", "duration", "chunks"} for x in res)
+    assert [(x["path"], x["duration"]) for x in res] == [(str(long_wav), 12.0), (str(clip), round(sf.info(clip).duration, 3))]
+    assert all(set(x) == {"path", "text", "duration", "segments"} for x in res)
+
+
+def test_cli_transcribe_writes_one_subtitle_file_per_input(tmp_path, tiny_model_dir, long_wav, sample_dir):
+    "The installed command, --output_format srt --output_dir: <input name>.srt each, read back by `srt`."
+    clip = next((sample_dir / "test").glob("*.ogg"))
+    r = run_cli("transcribe", "--model_id", tiny_model_dir, "--audio", long_wav, clip, "--output_format", "srt",
+                "--output_dir", tmp_path / "subs", "--language", "it", "--generation_max_length", "5", "--temperature", "0")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "" and f"Wrote 2 srt file(s) to {tmp_path / 'subs'}" in r.stderr
+    assert sorted(p.name for p in (tmp_path / "subs").iterdir()) == sorted(["long.srt", f"{clip.stem}.srt"])
+    for name, duration in (("long.srt", 12.0), (f"{clip.stem}.srt", sf.info(clip).duration)):
+        cues = list(srt.parse((tmp_path / "subs" / name).read_text(encoding="utf-8")))
+        assert all(0 <= c.start <= c.end and c.end.total_seconds() <= duration + 1e-3 for c in cues), name
 
 
 def test_cli_evaluate(tmp_path, tiny_model_dir, artifacts):
