@@ -308,10 +308,13 @@ class EvaluateConfig(JobConfig):
     generation_max_length: int = param(225, "longest generated transcript, in tokens")
     output_dir: Optional[str] = param(None, "output folder (default: outputs/eval-<model folder or id's last part>)")
     seed: int = param(42, "seed of the capped subset and of the eval carve-out")
+    long_form: bool = param(False, "score whole recordings of any length (rows of a dataset_name with full transcripts) with transcribe's long-form decoding; also reports the share of 30 s windows with timestamps")
 
     def validate(self):
         _check_evaluation(self)
         if not self.model_id.strip(): raise InputError("Parameter model_id cannot be empty.")
+        if self.long_form and self.artifact_name:
+            raise InputError("long_form=True scores recordings from a dataset (dataset_name): artifacts hold clips of one window at most.")
         if (self.artifact_name is None) == (self.dataset_name is None):
             raise InputError("Give exactly one of artifact_name (score on an artifact's eval split) and dataset_name "
                              f"(score on a dataset's eval split); got {'both' if self.artifact_name else 'neither'}.")

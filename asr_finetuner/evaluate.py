@@ -28,7 +28,8 @@ __all__ = ['SKIP_REASONS', 'window_frames', 'load_for_inference', 'generate_text
            'open_artifact_eval', 'artifact_utterances', 'open_dataset_eval', 'dataset_utterances', 'EvalMetrics',
            'eval_metrics', 'write_eval_outputs', 'eval_summary', 'evaluate', 'file_features', 'batch_features',
            'max_new_tokens', 'long_form_options', 'generate_segments', 'clip_segments', 'file_transcript',
-           'transcribe_long', 'subtitle_time', 'subtitles', 'format_transcripts', 'transcribe']
+           'transcribe_long', 'subtitle_time', 'subtitles', 'format_transcripts', 'transcribe',
+           'window_timestamp_share', 'long_form_texts']
 
 # %% ../nbs/08_evaluate.ipynb #e961c13e
 def window_frames(model, # a Whisper model
@@ -151,7 +152,7 @@ def open_dataset_eval(cfg:EvaluateConfig, # the job's parameters, with dataset_n
                      )->tuple: # (eval rows: undecoded `audio` and `text`, description of the data for metrics.json)
     "The dataset's eval rows to score, read as the preprocess job reads them."
     source, info = load_source(cfg.dataset_name, cfg.language_code, dataset_config=cfg.dataset_config, eval_split=cfg.eval_split,
-                               audio_column=cfg.audio_column, text_column=cfg.text_column, seed=cfg.seed)
+                               audio_column=cfg.audio_column, text_column=cfg.text_column, seed=cfg.seed, eval_only=True)
     return seeded_subset(source["eval"], cfg.max_eval_samples, cfg.seed), {**info, "eval_rows": len(source["eval"])}
 
 def _source_id(audio, i:int)->str:
@@ -197,6 +198,9 @@ class EvalMetrics(JsonRecord):
     real_time_factor: float|None # transcribe_seconds / audio_seconds
     device: str # where the model ran
     seconds: float # the whole job's time
+    long_form: bool = False # whole recordings of any length, decoded with the long-form algorithm
+    windows: int|None = None # long-form: 30 s windows decoded
+    timestamp_window_share: float|None = None # long-form: share of those windows in which the model produced timestamps
 
 # %% ../nbs/08_evaluate.ipynb #45d41013
 def _utterance_wer(prediction:str, reference:str)->float|None:
@@ -258,7 +262,13 @@ def evaluate(config:EvaluateConfig|None=None, # the job's parameters as an objec
     fe, skipped = processor.feature_extractor, Counter()
     gen = dict(language=cfg.language, task=cfg.task, batch_size=cfg.eval_batch_size, num_beams=cfg.num_beams,
                max_length=cfg.generation_max_length)
-    if cfg.artifact_name:
+    windows = Counter()
+    if cfg.long_form:
+        rows, data = open_dataset_eval(cfg)
+        utterances = dataset_utterances(rows, sys.maxsize, skipped, fe.sampling_rate)
+        run = lambda inputs: long_form_texts(model, processor, inputs, cfg.language, cfg.task, cfg.num_beams,
+                                             cfg.generation_max_length, windows)
+    elif cfg.artifact_name:
         rows, data = open_artifact_eval(cfg, model.config.num_mel_bins)
         utterances = artifact_utterances(rows, fe.n_samples / fe.sampling_rate, skipped)
         run = lambda inputs: transcribe_frames(model, processor, inputs, **gen)
@@ -277,7 +287,9 @@ def evaluate(config:EvaluateConfig|None=None, # the job's parameters as an objec
         raise InputError(f"Nothing to score: every one of the {len(rows)} eval rows was skipped ({reasons}). "
                          "Check the audio and text columns and the eval split.")
     metrics = EvalMetrics(model_id=cfg.model_id, data=data, language=cfg.language, task=cfg.task, num_beams=cfg.num_beams,
-                          **eval_metrics(results, skipped, seconds), device=str(model.device), seconds=round(time.time() - start, 1))
+                          **eval_metrics(results, skipped, seconds), device=str(model.device), seconds=round(time.time() - start, 1),
+                          long_form=cfg.long_form, windows=windows["windows"] if cfg.long_form else None,
+                          timestamp_window_share=round(windows["timestamped"] / windows["windows"], 4) if windows["windows"] else None)
     out = write_eval_outputs(cfg.resolved_output_dir, cfg, metrics, results)
     print(eval_summary(metrics, out))
     return metrics
@@ -345,8 +357,15 @@ def generate_segments(model, # a Whisper model
     with torch.inference_mode(), _quiet_transformers(), _drop_window_scores(model):
         out = model.generate(features.to(model.device, model.dtype), attention_mask=attention_mask.to(model.device),
                              return_timestamps=True, return_segments=True, **options)
-    return [[{"start": float(s["start"]), "end": float(s["end"]), "text": tokenizer.decode(s["tokens"], skip_special_tokens=True)}
-             for s in segments] for segments in out["segments"]]
+    first = tokenizer.convert_tokens_to_ids("<|0.00|>")
+    return [[{"start": float(s["start"]), "end": float(s["end"]), "text": tokenizer.decode(s["tokens"], skip_special_tokens=True),
+              **_window_of(s, first)} for s in segments] for segments in out["segments"]]
+
+def _window_of(segment:dict, first_timestamp_id:int)->dict:
+    "Which window a segment was decoded in (segments of one window share its output), and whether that window was timed."
+    window = segment.get("result")
+    if not isinstance(window, torch.Tensor): return {"window": None, "timestamped": None}
+    return {"window": id(window), "timestamped": int((window >= first_timestamp_id).sum()) >= 2}
 
 # %% ../nbs/08_evaluate.ipynb #4b1d9a19
 def clip_segments(segments:list, # one file's segments {start, end, text}, from `generate_segments`
@@ -466,3 +485,29 @@ def transcribe(config:TranscribeConfig|None=None, # the job's parameters as an o
         raise InputError(f"Could not decode {len(failed)} of {len(cfg.audio)} audio file(s): "
                          + "; ".join(f"{p} ({e})" for p, e in failed.items()) + f".{done} Give audio files: WAV, FLAC, OGG or MP3.")
     return results
+
+# %% ../nbs/08_evaluate.ipynb #7f1a0002
+def window_timestamp_share(segments:list, # one or more files' raw segments, from `generate_segments`
+                          )->tuple: # (windows decoded, windows with timestamps)
+    "How many windows the segments come from, and in how many of them the model produced timestamps."
+    windows = {s["window"]: s["timestamped"] for s in segments if s.get("window") is not None}
+    return len(windows), sum(windows.values())
+
+def long_form_texts(model, # a Whisper model
+                    processor, # its processor
+                    arrays:list, # mono float32 recordings of any length at the feature extractor's rate
+                    language:str|None, # language name or code; None lets Whisper detect it
+                    task:str, # transcribe or translate
+                    num_beams:int, # beams (1: greedy)
+                    generation_max_length:int, # cap on tokens generated per window
+                    windows:Counter, # updated: "windows" decoded and "timestamped" ones
+                   )->list: # one transcript per recording
+    "Transcribe whole recordings for scoring: deterministic long-form decoding; count windows and timestamps."
+    fe = processor.feature_extractor
+    feats, mask = batch_features([file_features(fe, a) for a in arrays])
+    raw = generate_segments(model, processor.tokenizer, feats, mask, language, task, num_beams=num_beams, temperature=0.0,
+                            max_new_tokens=max_new_tokens(model, generation_max_length, False), condition_on_prev_tokens=False)
+    for file in raw:
+        n, stamped = window_timestamp_share(file)
+        windows.update(windows=n, timestamped=stamped)
+    return [file_transcript(segments, len(a) / fe.sampling_rate)["text"] for segments, a in zip(raw, arrays)]

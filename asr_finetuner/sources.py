@@ -354,12 +354,14 @@ def load_source(dataset_name:str,             # Hub dataset id, or a local folde
                 revision:str|None=None,       # Hub revision (branch, tag or commit)
                 seed:int=42,                  # seed of the eval carve-out, when there is no eval split
                 speaker_column:str|None=None, # speaker or recording column; detected among usual names when None (optional)
+                eval_only:bool=False,         # for scoring: a source whose only split is `eval_split` is fine (train is then that split)
                )->tuple[DatasetDict|IterableDatasetDict, dict]: # splits "train" and "eval" with `FEATURES`; what was read
     "Read any supported source as `train` and `eval` splits of `audio` and `text`, and say where they came from."
     kind = source_kind(resolve_dataset_name(dataset_name))
     splits, load, extra = OPENERS[kind](resolve_dataset_name(dataset_name), language_code=language_code, dataset_config=dataset_config,
                                         audio_column=audio_column, streaming=streaming, revision=revision)
-    train_name, eval_name = pick_splits(splits, train_split, eval_split)
+    if eval_only and train_split is None and eval_split in splits and "train" not in splits: train_name = eval_name = eval_split
+    else: train_name, eval_name = pick_splits(splits, train_split, eval_split)
     train, ev, a, t, s = load_splits(load, train_name, eval_name, audio_column, text_column, seed, speaker_column)
     if streaming and isinstance(train, Dataset): train, ev = train.to_iterable_dataset(), ev.to_iterable_dataset()
     info = {"kind": kind, "dataset_name": dataset_name, "config": None, "revision": None, **extra,
