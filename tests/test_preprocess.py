@@ -206,6 +206,7 @@ def test_cli_error_for_a_model_that_does_not_exist(tmp_path, sample_dir):
 
 def test_wandb_logs_the_artifact_offline(tmp_path, tiny_model_dir, hub_repo, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
+    import wandb; wandb.teardown()  # W&B keeps its settings (its folder) per process: start afresh in this test's folder
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.setenv("WANDB_SILENT", "true")
     m = run(tmp_path, tiny_model_dir, hub_repo, artifact_name="it-wandb", max_train_samples=4, max_eval_samples=2, wandb=True)

@@ -181,6 +181,7 @@ def test_wandb_run_records_the_artifact_it_trains_on_offline(tmp_path, tiny_mode
     from asr_finetuner.artifacts import load_artifact
     from asr_finetuner.preprocess import wandb_artifact_ref
     monkeypatch.setenv("WANDB_MODE", "offline"); monkeypatch.setenv("WANDB_DIR", str(tmp_path)); monkeypatch.setenv("WANDB_SILENT", "true")
+    import wandb; wandb.teardown()  # W&B keeps its settings (its folder) per process: start afresh in this test's folder
     train(**params(tiny_model_dir, sample_dir, arts, tmp_path / "out", max_steps=2, eval_steps=2, save_steps=2,
                    generation_max_length=4, wandb=True))
     ref = wandb_artifact_ref(load_artifact("it-small", arts)[1])
