@@ -128,7 +128,7 @@ def test_a_packed_artifact_trains_with_no_new_parameter(packed, tiny_model_dir_3
                     logging_steps=1, warmup_steps=0, train_batch_size=4, eval_batch_size=8, generation_max_length=4,
                     speed_perturbation=0.1)
     per_row = float(np.mean([float(r["duration"]) for r in rows]))
-    assert abs(metrics.train_audio_seconds_per_second - metrics.train_samples_per_second * per_row) < 1e-6
+    assert metrics.train_audio_seconds_per_second == pytest.approx(metrics.train_samples_per_second * per_row, rel=1e-6)
     card = (tmp_path / "out" / "README.md").read_text()
     assert "packed into windows of up to 20 s" in card and "segment timestamps in" in card and "previous-text prompts in" in card
 
