@@ -185,8 +185,102 @@ def main():
     if a.json and report: a.json.write_text(json.dumps(report, indent=1))
 
 
+def long_recordings(work:Path, manifest:Path, split:str="heldout_sentences", seed:int=5, minutes:float=3.5)->Path:
+    """The held-out utterances, in order, joined with pauses of 0.5-1.5 s into recordings of about `minutes` each
+    (2-5 minutes); a manifest (path, text, split=long) and, per recording, the true start of each utterance."""
+    import numpy as np, soundfile as sf
+    out_manifest, starts_file = work / "data" / "long.csv", work / "data" / "long-starts.json"
+    if out_manifest.is_file() and starts_file.is_file(): return out_manifest
+    rows = [r for r in csv.DictReader(open(manifest, encoding="utf-8")) if r["split"] == split]
+    clips = [sf.read(r["path"], dtype="float32")[0] for r in rows]
+    rng, folder, sr = random.Random(seed), work / "data" / "long", 16_000
+    pauses = [np.zeros(int(rng.uniform(0.5, 1.5) * sr), np.float32) for _ in clips]
+    total = sum(len(c) + len(p) for c, p in zip(clips, pauses)) / sr
+    n = max(1, round(total / 60 / minutes))
+    ends = np.cumsum([len(c) + len(p) for c, p in zip(clips, pauses)]) / sr
+    group = np.minimum((ends - 1e-6) // (total / n), n - 1).astype(int)  # equal shares of the total duration, in order
+    folder.mkdir(parents=True, exist_ok=True)
+    recordings, starts = [], {}
+    for g in range(n):
+        idx = [i for i in range(len(clips)) if group[i] == g]
+        parts, first = [], []
+        for k, i in enumerate(idx):
+            if k: parts.append(pauses[i])
+            first.append(round(sum(map(len, parts)) / sr, 3)); parts.append(clips[i])
+        path = folder / f"long_{g:02d}.flac"
+        audio = np.concatenate(parts)
+        assert 120 <= len(audio) / sr <= 300, f"{path}: {len(audio) / sr:.0f} s is not 2-5 minutes"
+        sf.write(str(path), audio, sr, format="FLAC")
+        recordings.append({"path": str(path), "text": " ".join(rows[i]["text"] for i in idx), "split": "long"})
+        starts[str(path)] = first
+    with open(out_manifest, "w", encoding="utf-8", newline="") as f:
+        w = csv.DictWriter(f, ["path", "text", "split"]); w.writeheader(); w.writerows(recordings)
+    starts_file.write_text(json.dumps(starts, indent=1))
+    return out_manifest
+
+
+def start_distances(segments:list, true_starts:list)->list:
+    "For each predicted segment, how far its start lies from the nearest true utterance start, in seconds."
+    import numpy as np
+    t = np.asarray(true_starts)
+    return [float(np.abs(t - s["start"]).min()) for s in segments]
+
+
+def score_model(work:Path, name:str, model_dir:Path, manifest:Path, long_manifest:Path)->dict:
+    "Short-form WER (`evaluate`), long-form WER and window timestamps (`evaluate --long_form`), segment starts (`transcribe`)."
+    import numpy as np
+    from asr_finetuner.evaluate import evaluate, transcribe
+    from asr_finetuner.text import asr_metrics
+    out = work / "scores" / name
+    short = evaluate(model_id=str(model_dir), dataset_name=str(manifest), eval_split="heldout_sentences", language="it",
+                     output_dir=str(out / "short"), eval_batch_size=16, generation_max_length=128)
+    long = evaluate(model_id=str(model_dir), dataset_name=str(long_manifest), eval_split="long", language="it", long_form=True,
+                    output_dir=str(out / "long"), eval_batch_size=4, generation_max_length=224)
+    rows = list(csv.DictReader(open(long_manifest, encoding="utf-8")))
+    starts = json.loads((work / "data" / "long-starts.json").read_text())
+    t = time.perf_counter()
+    files = transcribe(model_id=str(model_dir), audio=[r["path"] for r in rows], language="it", output_format="json",
+                       output_file=str(out / "transcribe.json"), batch_size=4)
+    transcribe_seconds = time.perf_counter() - t
+    by_path = {f["path"]: f for f in files}
+    tm = asr_metrics([by_path[r["path"]]["text"] for r in rows], [r["text"] for r in rows])
+    distances = [d for r in rows for d in start_distances(by_path[r["path"]]["segments"], starts[r["path"]])]
+    res = {"short_form": {k: getattr(short, k) for k in ("wer", "wer_normalized", "cer", "num_utterances", "audio_seconds")},
+           "long_form_evaluate": {k: getattr(long, k) for k in ("wer", "wer_normalized", "cer", "num_utterances", "audio_seconds",
+                                                                 "windows", "timestamp_window_share")},
+           "long_form_transcribe": {"wer": tm["wer"], "wer_normalized": tm["wer_normalized"], "segments": len(distances),
+                                    "true_starts": sum(len(starts[r["path"]]) for r in rows),
+                                    "median_start_distance_s": float(np.median(distances)) if distances else None,
+                                    "share_within_0_5_s": float(np.mean(np.asarray(distances) <= 0.5)) if distances else None,
+                                    "seconds": round(transcribe_seconds, 1)}}
+    lt = res["long_form_transcribe"]
+    print(f"{name:>9}: short WER {100 * short.wer:.1f}% (norm {100 * short.wer_normalized:.1f}%) | long-form evaluate WER "
+          f"{100 * long.wer:.1f}% (norm {100 * long.wer_normalized:.1f}%), timestamps in {100 * (long.timestamp_window_share or 0):.1f}% "
+          f"of {long.windows} windows | transcribe WER {100 * lt['wer']:.1f}% (norm {100 * lt['wer_normalized']:.1f}%), "
+          f"{lt['segments']} segments for {lt['true_starts']} utterances, median start distance {lt['median_start_distance_s']}", flush=True)
+    return res
+
+
 def score(a):
-    raise SystemExit("score: see below")
+    """Score the base model and whichever fine-tunes `train` left in the work folder, with the word counts the figures
+    rest on."""
+    from asr_finetuner.text import normalize_text
+    manifest = data(a.work)
+    long_manifest = long_recordings(a.work, manifest)
+    rows = [r for r in csv.DictReader(open(manifest, encoding="utf-8")) if r["split"] == "heldout_sentences"]
+    longs = list(csv.DictReader(open(long_manifest, encoding="utf-8")))
+    words = sum(len(r["text"].split()) for r in rows)
+    import soundfile as sf
+    minutes = [sf.info(r["path"]).duration / 60 for r in longs]
+    print(f"data: {len(rows)} held-out utterances, {words} words ({sum(len(normalize_text(r['text']).split()) for r in rows)} "
+          f"normalised); {len(longs)} long recordings of {min(minutes):.1f}-{max(minutes):.1f} min ({sum(minutes):.1f} min)", flush=True)
+    models = {"base": model(a.work), **{s: a.work / f"model-{s}" for s in SIDES if (a.work / f"model-{s}" / "metrics.json").is_file()}}
+    report = {"data": {"utterances": len(rows), "words": words, "long_recordings": len(longs), "long_minutes": minutes},
+              "scores": {name: score_model(a.work, name, path, manifest, long_manifest) for name, path in models.items()}}
+    trained = a.work / "trained.json"
+    if trained.is_file(): report["training"] = {s: {k: r[k] for k in ("steps", "train_seconds", "row_seconds_mean", "final_wer")}
+                                                for s, r in json.loads(trained.read_text())["runs"].items()}
+    return report
 
 
 if __name__ == "__main__":

@@ -1,12 +1,16 @@
-"""Packed windows, timestamped labels and prompts on the bundled sample: windows, labels, features, prompts, manifest, training."""
-import csv
+"""Packed windows, timestamped labels and prompts on the bundled sample: windows, labels, features, prompts, manifest, training; a model trained on them segmenting a long recording."""
+import csv, io, json
 from pathlib import Path
 
 import datasets
 import numpy as np
 import pytest
+import soundfile as sf
+import srt
 import torch
+import webvtt
 
+from asr_finetuner import evaluate as ev
 from asr_finetuner.audio import load_audio, pad_to_window
 from asr_finetuner.config import InputError
 from asr_finetuner.packing import HOP, TIME_PRECISION, clip_starts, label_segments
@@ -137,3 +141,49 @@ def test_windows_longer_than_the_model_takes_are_refused(tmp_path, tiny_model_di
     with pytest.raises(InputError, match="pack_seconds=20 is above the model's window of 5 s"):
         preprocess(artifact_name="x", model_id=str(tiny_model_dir), dataset_name=str(sample_dir), artifacts_dir=str(tmp_path),
                    pack_seconds=20)
+
+
+@pytest.fixture(scope="module")
+def timestamped_tiny(tmp_path_factory, tiny_model_dir, sample_dir):
+    """The 5 s tiny model fine-tuned (overfit) on 12 clips of the sample packed into windows of up to 5 s, every window
+    labelled with segment timestamps: (model folder, the windows' clips in order)."""
+    from asr_finetuner.train import train
+    work = tmp_path_factory.mktemp("timestamped")
+    m = preprocess(artifact_name="it-stamped", model_id=str(tiny_model_dir), dataset_name=str(sample_dir), max_train_samples=12,
+                   max_eval_samples=2, artifacts_dir=str(work), num_proc=1, pack_seconds=5, pack_pause_seconds=0.4,
+                   timestamp_probability=1.0)
+    rows = datasets.load_from_disk(m.path)["train"]
+    train(model_name="tiny-stamped", model_id=str(tiny_model_dir), dataset_name=str(sample_dir), artifact_name="it-stamped",
+          artifacts_dir=str(work), output_dir=str(work / "model"), max_steps=150, eval_steps=1000, save_steps=1000,
+          logging_steps=50, warmup_steps=10, train_batch_size=4, eval_batch_size=2, learning_rate=3e-3, generation_max_length=4)
+    return work / "model", [s for r in rows for s in str(r["source"]).split(" + ")]
+
+
+def test_a_model_trained_on_timestamped_windows_segments_a_long_recording(timestamped_tiny, sample_rows, tmp_path):
+    """Two minutes of the training clips 0.4 s apart, through `transcribe` (the long-form algorithm, 24 windows of 5 s) and
+    long-form `evaluate`: timestamps in every window, several segments per window, inside the file and in order; JSON,
+    SRT and VTT parse."""
+    model_dir, clips = timestamped_tiny
+    pause, parts, said = np.zeros(int(0.4 * 16_000), np.float32), [], []
+    while sum(map(len, parts)) < 120 * 16_000:  # whole clips, over and over, until two minutes
+        c = clips[len(said) % len(clips)]
+        parts += [load_audio(c), pause]; said.append(sample_rows[Path(c).name][1])
+    long, duration = tmp_path / "long.wav", round(sum(map(len, parts)) / 16_000, 3)
+    sf.write(long, np.concatenate(parts), 16_000)
+    res = ev.transcribe(model_id=str(model_dir), audio=str(long), output_format="json", output_file=str(tmp_path / "t.json"),
+                        generation_max_length=32, temperature=0)
+    assert json.loads((tmp_path / "t.json").read_text()) == res and res[0]["duration"] == duration
+    segments = res[0]["segments"]
+    assert all(0 <= s["start"] <= s["end"] <= duration for s in segments)
+    assert all(a["end"] <= b["start"] for a, b in zip(segments, segments[1:]))  # in order, not overlapping
+    assert len(segments) >= 36  # more than one segment per 5 s window on average: it segments, window by window
+    assert np.mean([s["text"] in said for s in segments]) >= 0.8  # what it learned: the clips' own transcripts
+    assert len(list(srt.parse(ev.format_transcripts(res, "srt")))) == len(segments)
+    assert len(webvtt.from_buffer(io.StringIO(ev.format_transcripts(res, "vtt"))).captions) == len(segments)
+    with open(tmp_path / "long.csv", "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([("audio", "text", "split"), (long, " ".join(said), "test")])
+    m = ev.evaluate(model_id=str(model_dir), dataset_name=str(tmp_path / "long.csv"), eval_split="test", long_form=True,
+                    output_dir=str(tmp_path / "eval"), generation_max_length=32)
+    print(f"{len(segments)} segments, {np.mean([s['text'] in said for s in segments]):.2f} of them a clip's transcript; "
+          f"{m.windows} windows, timestamps in {m.timestamp_window_share:.2f}; long-form WER {m.wer:.3f}")
+    assert m.windows >= 24 and m.timestamp_window_share == 1.0 and m.wer < 0.85  # a random model: above 1
