@@ -12,10 +12,10 @@ from typing import Any, Optional, Union
 import yaml
 
 # %% auto #0
-__all__ = ['TASKS', 'LANGUAGES', 'TO_LANGUAGE_CODE', 'REQUIRED', 'MAX_LABEL_TOKENS', 'PRECISIONS', 'OUTPUT_FORMATS',
-           'SUBTITLE_FORMATS', 'InputError', 'language_name', 'language_code_of', 'param', 'coerce', 'JobConfig',
-           'PreprocessConfig', 'TrainConfig', 'EvaluateConfig', 'TranscribeConfig', 'read_config_file', 'make_config',
-           'save_config']
+__all__ = ['TASKS', 'LANGUAGES', 'TO_LANGUAGE_CODE', 'REQUIRED', 'MAX_LABEL_TOKENS', 'PRECISIONS', 'NOISE_TYPES',
+           'OUTPUT_FORMATS', 'SUBTITLE_FORMATS', 'InputError', 'language_name', 'language_code_of', 'param', 'coerce',
+           'JobConfig', 'PreprocessConfig', 'TrainConfig', 'EvaluateConfig', 'TranscribeConfig', 'read_config_file',
+           'make_config', 'save_config']
 
 # %% ../nbs/00_config.ipynb #f8dcbd1e
 class InputError(ValueError):
@@ -213,6 +213,24 @@ class PreprocessConfig(JobConfig):
 
 # %% ../nbs/00_config.ipynb #8134101c
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+NOISE_TYPES = ("white", "pink", "babble")
+
+def _check_noise(cfg):
+    "noise_snr as one or two numbers (low, high); noise_dir only with it."
+    try: cfg.noise_snr = [float(v) for x in cfg.noise_snr for v in str(x).split(",") if v.strip()]
+    except ValueError: raise InputError(f"Parameter noise_snr={','.join(map(str, cfg.noise_snr))!r} must be numbers in dB, "
+                                        "e.g. 5,20.") from None
+    if len(cfg.noise_snr) == 1: cfg.noise_snr = cfg.noise_snr * 2
+    if len(cfg.noise_snr) > 2 or (cfg.noise_snr and cfg.noise_snr[0] > cfg.noise_snr[1]):
+        raise InputError(f"Parameter noise_snr={cfg.noise_snr} must be a range low,high in dB (e.g. 5,20) or one value.")
+    if cfg.noise_dir and not cfg.noise_snr:
+        raise InputError("noise_dir is given but noise_snr is empty: give the range of signal-to-noise ratios too (e.g. noise_snr=5,20).")
+
+def _check_spec_augment(cfg):
+    for n in ("mask_time_prob", "mask_feature_prob"):
+        if not 0 <= getattr(cfg, n) <= 1: raise InputError(f"Parameter {n}={getattr(cfg, n)} must be between 0 and 1 (e.g. 0.05).")
+    _check_positive(cfg, ["mask_time_length", "mask_feature_length"])
+    _check_positive(cfg, ["mask_time_min_masks", "mask_feature_min_masks"], allow_zero=True)
 
 @dataclass
 class TrainConfig(JobConfig):
@@ -246,6 +264,19 @@ class TrainConfig(JobConfig):
                                            "within 1 plus or minus this (0.2: 0.8 to 1.2); 0: off")
     frequency_warp: float = param(0.0, "augmentation: warp each training clip's mel axis by a random factor within 1 plus "
                                        "or minus this (vocal tract length perturbation); 0: off")
+    noise_snr: list[float] = param((), "augmentation: add noise to each training clip at a random signal-to-noise ratio "
+                                        "within this range, in dB (e.g. 5,20; one value: always that); empty: off")
+    noise_type: str = param("pink", "the noise, when noise_dir is not given: white, pink, or babble (other training clips "
+                                    "mixed together)", NOISE_TYPES)
+    noise_dir: Optional[str] = param(None, "folder of noise recordings (WAV, FLAC, OGG, MP3; any length) to draw the noise from")
+    apply_spec_augment: bool = param(False, "SpecAugment (transformers' Whisper implementation): mask random time steps "
+                                            "and mel channels of training batches")
+    mask_time_prob: float = param(0.05, "SpecAugment: share of time steps masked (as spans of mask_time_length)")
+    mask_time_length: int = param(10, "SpecAugment: length of each time mask, in frames")
+    mask_time_min_masks: int = param(2, "SpecAugment: fewest time masks per clip")
+    mask_feature_prob: float = param(0.0, "SpecAugment: share of mel channels masked (as spans of mask_feature_length)")
+    mask_feature_length: int = param(10, "SpecAugment: length of each channel mask, in mel channels")
+    mask_feature_min_masks: int = param(0, "SpecAugment: fewest channel masks per clip")
     lora: bool = param(False, "train LoRA adapters (needs the lora extra: peft), merged before saving")
     lora_rank: int = param(32, "LoRA rank")
     num_beams: int = param(1, "beams for evaluation decoding")
@@ -266,6 +297,8 @@ class TrainConfig(JobConfig):
                 raise InputError(f"Parameter {n}={getattr(self, n)} must be at least 0 and below 0.5 (e.g. 0.1; 0 turns it off).")
         if not (0 < self.learning_rate < 1):
             raise InputError(f"Parameter learning_rate={self.learning_rate} must be above 0 and below 1 (e.g. 1e-5).")
+        _check_noise(self)
+        _check_spec_augment(self)
         for n in ("model_name", "model_id", "dataset_name", "artifact_name"):
             if not getattr(self, n).strip(): raise InputError(f"Parameter {n} cannot be empty.")
 

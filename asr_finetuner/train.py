@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_train.ipynb #ccfe567d
 from __future__ import annotations
-import fcntl, json, os, resource, time, warnings
+import fcntl, json, math, os, resource, time, warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -19,11 +19,13 @@ from .audio import pad_to_window
 from .text import asr_metrics
 from .whisper import load_model, load_processor, set_language_and_task, vocabulary_hash
 from .artifacts import JsonRecord, Manifest, load_artifact, seeded_subset
+from .noise import NoiseBank, add_noise, babble, generated_noise, noise_recordings
 from .preprocess import wandb_artifact_ref
 
 # %% auto #0
-__all__ = ['TRAINING_COLUMNS', 'PUSH_IGNORE', 'check_artifact_fits', 'stretch_frames', 'warp_mels', 'FrameAugmentation',
-           'AugmentedRows', 'WhisperCollator', 'make_compute_metrics', 'resolve_precision', 'training_arguments',
+__all__ = ['BABBLE_CLIPS', 'SPEC_AUGMENT', 'TRAINING_COLUMNS', 'PUSH_IGNORE', 'check_artifact_fits', 'stretch_frames',
+           'warp_mels', 'FrameAugmentation', 'AugmentedRows', 'AugmentationEpoch', 'training_noise',
+           'make_augmentation', 'WhisperCollator', 'make_compute_metrics', 'resolve_precision', 'training_arguments',
            'FinalStepCallback', 'WandbArtifactCallback', 'prepare_model', 'add_lora', 'merged', 'OutputLock',
            'metrics_history', 'plot_curves', 'TrainMetrics', 'model_card', 'finish_wandb_run', 'load_training_data',
            'TrainingRun', 'train', 'run_metrics', 'save_outputs', 'push_model']
@@ -74,46 +76,87 @@ def warp_mels(frames:np.ndarray, # a clip's frames, (frames, n_mels)
     return _interpolate_rows(frames.astype(np.float32).T, np.clip(np.arange(n_mels) / factor, 0, n_mels - 1)).T
 
 # %% ../nbs/07_train.ipynb #a0c1e5e4
-def _uniform(low:float, high:float)->float:
-    return low + (high - low) * torch.rand(()).item()
+def _uniform(rng:np.random.Generator, low:float, high:float)->float:
+    return float(rng.uniform(low, high))
 
 @dataclass
 class FrameAugmentation:
-    "Random speed and mel-axis warp applied to a clip's frames, drawn from torch's generator at each call."
+    "Random noise, speed and mel-axis warp applied to a clip's frames, drawn from torch's generator at each call."
     window_frames: int # the model's input length in frames: no stretch goes past it
     speed_perturbation: float = 0.0 # stretch in time by a random rate in 1 +- this; 0: off
     frequency_warp: float = 0.0 # warp the mel axis by a random factor in 1 +- this; 0: off
     first_timestamp_id: int|None = None # `<|0.00|>`: timestamps in labels move with a stretch (None: labels untouched)
+    noise: NoiseBank|None = None # noise to add before the stretch and warp (None: none)
+    noise_snr: tuple = () # (low, high): signal-to-noise ratio range in dB; empty: no noise
 
-    def __call__(self, frames:np.ndarray)->np.ndarray:
-        "A clip's frames, augmented (unchanged when both settings are 0)."
-        return self.row({"log_mel_frames": frames, "labels": []})["log_mel_frames"]
+    def __call__(self, frames:np.ndarray, # a clip's frames, (frames, n_mels)
+                 rng:np.random.Generator|None=None, # where the random draws come from (None: a fresh, unseeded one)
+                )->np.ndarray:
+        "A clip's frames, augmented (unchanged when every setting is off)."
+        return self.row({"log_mel_frames": frames, "labels": []}, rng)["log_mel_frames"]
 
-    def row(self, row:dict)->dict:
+    def row(self, row:dict, # an artifact row: log_mel_frames and labels
+            rng:np.random.Generator|None=None, # where the random draws come from (None: a fresh, unseeded one)
+           )->dict:
         "An artifact row with its frames augmented, and its timestamp tokens moved to where the stretch put their times."
+        rng = rng if rng is not None else np.random.default_rng()
         frames, labels = np.asarray(row["log_mel_frames"]), row["labels"]
+        if self.noise is not None and self.noise_snr:
+            frames = add_noise(frames, self.noise.draw(len(frames), rng), _uniform(rng, *self.noise_snr))
         if self.speed_perturbation:  # never slower than what still fits the window
-            rate = _uniform(max(1 - self.speed_perturbation, len(frames) / self.window_frames), 1 + self.speed_perturbation)
+            rate = _uniform(rng, max(1 - self.speed_perturbation, len(frames) / self.window_frames), 1 + self.speed_perturbation)
             frames = stretch_frames(frames, rate)
             if self.first_timestamp_id is not None:
                 first = self.first_timestamp_id
                 labels = [first + round((t - first) / rate) if t >= first else t for t in labels]
-        if self.frequency_warp: frames = warp_mels(frames, _uniform(1 - self.frequency_warp, 1 + self.frequency_warp))
+        if self.frequency_warp: frames = warp_mels(frames, _uniform(rng, 1 - self.frequency_warp, 1 + self.frequency_warp))
         return {**row, "log_mel_frames": frames, "labels": labels}
 
     @property
-    def active(self)->bool: return bool(self.speed_perturbation or self.frequency_warp)
+    def active(self)->bool: return bool(self.speed_perturbation or self.frequency_warp or (self.noise is not None and self.noise_snr))
 
 # %% ../nbs/07_train.ipynb #a0c1e5e5
 class AugmentedRows(torch.utils.data.Dataset):
-    "The rows of a split with their frames augmented anew at every read: the training data, never the eval data."
+    "The rows of a split, augmented anew each epoch by draws that depend on (seed, epoch, row) only: the training data, never the eval data."
     def __init__(self, rows, # a split in numpy format
                  augment:FrameAugmentation, # what to do to each row's frames
-                ): self.rows, self.augment = rows, augment
+                 seed:int=0, # the run's seed
+                ): self.rows, self.augment, self.seed, self.epoch = rows, augment, seed, 0
     def __len__(self): return len(self.rows)
-    def _augmented(self, row:dict)->dict: return self.augment.row(row)
-    def __getitem__(self, i:int)->dict: return self._augmented(self.rows[int(i)])
-    def __getitems__(self, indices:list)->list: return [self._augmented(r) for r in self.rows.__getitems__(list(indices))]
+    def _augmented(self, i:int, row:dict)->dict:
+        return self.augment.row(row, np.random.default_rng((self.seed, self.epoch, int(i))))
+    def __getitem__(self, i:int)->dict: return self._augmented(i, self.rows[int(i)])
+    def __getitems__(self, indices:list)->list:
+        return [self._augmented(i, r) for i, r in zip(indices, self.rows.__getitems__(list(indices)))]
+
+class AugmentationEpoch(TrainerCallback):
+    "Tells the augmented rows which epoch starts (a resumed one included): each epoch draws anew."
+    def __init__(self, rows:AugmentedRows): self.rows = rows # the training rows
+    def on_epoch_begin(self, args, state, control, **kwargs): self.rows.epoch = math.floor((state.epoch or 0) + 1e-6)
+
+# %% ../nbs/07_train.ipynb #a0c1e5e8
+BABBLE_CLIPS = 64 # training clips babble is made from
+
+def training_noise(cfg:TrainConfig, # the train job's parameters
+                   feature_extractor, # the model's feature extractor
+                   train_rows, # the training split
+                  )->NoiseBank|None: # what noise_snr draws from (None: no noise)
+    "The noise of `noise_snr`: noise_dir's recordings, babble of training clips, or generated white or pink noise."
+    if not cfg.noise_snr: return None
+    if cfg.noise_dir: return noise_recordings(cfg.noise_dir, feature_extractor)
+    if cfg.noise_type == "babble":
+        return babble([np.asarray(f) for f in seeded_subset(train_rows, BABBLE_CLIPS, cfg.seed)["log_mel_frames"]])
+    return generated_noise(cfg.noise_type, feature_extractor, cfg.seed)
+
+def make_augmentation(cfg:TrainConfig, # the train job's parameters
+                      processor, # the model's processor
+                      train_rows, # the training split
+                      window_frames:int, # the model's input length in frames
+                     )->FrameAugmentation:
+    "The training rows' augmentation from the job's parameters."
+    return FrameAugmentation(window_frames, cfg.speed_perturbation, cfg.frequency_warp,
+                             processor.tokenizer.convert_tokens_to_ids("<|0.00|>"),
+                             training_noise(cfg, processor.feature_extractor, train_rows), tuple(cfg.noise_snr))
 
 # %% ../nbs/07_train.ipynb #809503a5
 def _padded(rows:list, value:int)->torch.Tensor:
@@ -220,11 +263,15 @@ class WandbArtifactCallback(TrainerCallback):
             warnings.warn(f"W&B has no artifact {ref} ({e}); run preprocess with wandb=True to log it. Training goes on.")
 
 # %% ../nbs/07_train.ipynb #89d0a612
+SPEC_AUGMENT = ("apply_spec_augment", "mask_time_prob", "mask_time_length", "mask_time_min_masks",
+                "mask_feature_prob", "mask_feature_length", "mask_feature_min_masks")
+
 def prepare_model(cfg:TrainConfig, # the train job's parameters
                  ):
-    "Load the base model with language and task set, and the memory savers asked for."
+    "Load the base model with language and task set, SpecAugment as asked, and the memory savers asked for."
     model = load_model(cfg.model_id)
     set_language_and_task(model.generation_config, cfg.language, cfg.task)
+    for name in SPEC_AUGMENT: setattr(model.config, name, getattr(cfg, name))
     if cfg.gradient_checkpointing: model.config.use_cache = False
     if cfg.freeze_encoder: model.freeze_encoder()
     if cfg.lora: model = add_lora(model, cfg.lora_rank)
@@ -410,10 +457,12 @@ def _train(cfg:TrainConfig, out:Path, callbacks:list)->TrainMetrics|None:
     precision = resolve_precision(cfg.precision)
     last = get_last_checkpoint(str(out)) if cfg.resume and out.is_dir() else None
     window = 2 * model.config.max_source_positions
-    augment = FrameAugmentation(window, cfg.speed_perturbation, cfg.frequency_warp, processor.tokenizer.convert_tokens_to_ids("<|0.00|>"))
+    augment = make_augmentation(cfg, processor, train_rows, window)
+    train_dataset = AugmentedRows(train_rows, augment, cfg.seed) if augment.active else train_rows
+    if augment.active: callbacks = [AugmentationEpoch(train_dataset)] + callbacks
     if cfg.wandb: os.environ.setdefault("WANDB_PROJECT", cfg.wandb_project)
     trainer = Seq2SeqTrainer(model=model, args=training_arguments(cfg, out, precision, resume=last is not None),
-                             train_dataset=AugmentedRows(train_rows, augment) if augment.active else train_rows,
+                             train_dataset=train_dataset,
                              eval_dataset=eval_rows, data_collator=WhisperCollator(window, model.config.decoder_start_token_id,
                                                                                    pad_token_id=model.config.pad_token_id,
                                                                                    max_target_positions=model.config.max_target_positions),
