@@ -187,3 +187,15 @@ def test_a_model_trained_on_timestamped_windows_segments_a_long_recording(timest
     print(f"{len(segments)} segments, {np.mean([s['text'] in said for s in segments]):.2f} of them a clip's transcript; "
           f"{m.windows} windows, timestamps in {m.timestamp_window_share:.2f}; long-form WER {m.wer:.3f}")
     assert m.windows >= 24 and m.timestamp_window_share == 1.0 and m.wer < 0.85  # a random model: above 1
+
+
+def test_cli_flags_make_the_same_packed_artifact(packed, tmp_path, tiny_model_dir_30s, sample_dir):
+    "The packing parameters under the same names on the command line: the same windows, labels and prompts, byte for byte."
+    from asr_finetuner.artifacts import read_manifest
+    from asr_finetuner.cli import main
+    m, _, _ = packed
+    main(["preprocess", "--artifact_name", "it-packed", "--model_id", str(tiny_model_dir_30s), "--dataset_name", str(sample_dir),
+          "--max_train_samples", "60", "--max_eval_samples", "8", "--artifacts_dir", str(tmp_path), "--num_proc", "1",
+          "--pack_seconds", "20", "--pack_pause_seconds", "0.5", "--timestamp_probability", "0.5", "--prompt_probability", "0.5"])
+    cli = read_manifest(tmp_path / "it-packed")
+    assert cli.fingerprint == m.fingerprint and cli.splits["train"]["packing"] == m.splits["train"]["packing"]
