@@ -20,15 +20,16 @@ from .text import asr_metrics
 from .whisper import load_model, load_processor, set_language_and_task, vocabulary_hash
 from .artifacts import JsonRecord, Manifest, load_artifact, seeded_subset
 from .noise import NoiseBank, add_noise, babble, generated_noise, noise_recordings
+from .checks import GuardrailChecks, check_history
 from .preprocess import wandb_artifact_ref
 
 # %% auto #0
-__all__ = ['BABBLE_CLIPS', 'SPEC_AUGMENT', 'TRAINING_COLUMNS', 'PUSH_IGNORE', 'check_artifact_fits', 'stretch_frames',
-           'warp_mels', 'FrameAugmentation', 'AugmentedRows', 'AugmentationEpoch', 'training_noise',
+__all__ = ['BABBLE_CLIPS', 'SPEC_AUGMENT', 'TRAINING_COLUMNS', 'LANGUAGE_CHECK_CLIPS', 'PUSH_IGNORE', 'check_artifact_fits',
+           'stretch_frames', 'warp_mels', 'FrameAugmentation', 'AugmentedRows', 'AugmentationEpoch', 'training_noise',
            'make_augmentation', 'WhisperCollator', 'make_compute_metrics', 'resolve_precision', 'training_arguments',
            'FinalStepCallback', 'WandbArtifactCallback', 'prepare_model', 'add_lora', 'merged', 'OutputLock',
            'metrics_history', 'plot_curves', 'TrainMetrics', 'model_card', 'finish_wandb_run', 'load_training_data',
-           'TrainingRun', 'train', 'run_metrics', 'save_outputs', 'push_model']
+           'TrainingRun', 'train', 'run_metrics', 'save_outputs', 'checks_summary', 'push_model']
 
 # %% ../nbs/07_train.ipynb #aeb4d99a
 def check_artifact_fits(manifest:Manifest, # the artifact's manifest
@@ -355,6 +356,7 @@ class TrainMetrics(JsonRecord):
     peak_memory_mb: float|None = None # peak memory: GPU allocated, or the process's resident set on CPU
     artifact_fingerprint: str = "" # the artifact trained on
     pushed_to: str|None = None # the Hub repository's URL, when pushed
+    checks: dict = field(default_factory=dict) # hallucination on non-speech and language identification: {step_0, final}
 
 # %% ../nbs/07_train.ipynb #057359e4
 def _long_form_note(manifest:Manifest)->str:
@@ -448,6 +450,8 @@ def train(config:TrainConfig|None=None, # the job's parameters as an object, or 
     with OutputLock(out):
         return _train(cfg, out, list(callbacks or []))
 
+LANGUAGE_CHECK_CLIPS = 64 # eval clips the language identification check looks at
+
 def _train(cfg:TrainConfig, out:Path, callbacks:list)->TrainMetrics|None:
     dd, manifest = load_artifact(cfg.artifact_name, cfg.artifacts_dir)
     processor = load_processor(cfg.model_id)
@@ -460,6 +464,8 @@ def _train(cfg:TrainConfig, out:Path, callbacks:list)->TrainMetrics|None:
     augment = make_augmentation(cfg, processor, train_rows, window)
     train_dataset = AugmentedRows(train_rows, augment, cfg.seed) if augment.active else train_rows
     if augment.active: callbacks = [AugmentationEpoch(train_dataset)] + callbacks
+    language_clips = [np.asarray(f) for f in seeded_subset(eval_rows, LANGUAGE_CHECK_CLIPS, cfg.seed)["log_mel_frames"]]
+    callbacks = [GuardrailChecks(processor, language_clips, cfg.language, cfg.task, min(64, cfg.generation_max_length))] + callbacks
     if cfg.wandb: os.environ.setdefault("WANDB_PROJECT", cfg.wandb_project)
     trainer = Seq2SeqTrainer(model=model, args=training_arguments(cfg, out, precision, resume=last is not None),
                              train_dataset=train_dataset,
@@ -509,7 +515,7 @@ def run_metrics(run:TrainingRun, # the finished training
         train_runtime_seconds=run.train_output.metrics.get("train_runtime"),
         eval_real_time_factor=run.eval_seconds / audio_seconds if audio_seconds else None,
         eval_utterances=len(run.eval_rows), filtered_long_labels=run.filtered, peak_memory_mb=round(_peak_memory_mb(), 1),
-        artifact_fingerprint=run.manifest.fingerprint)
+        artifact_fingerprint=run.manifest.fingerprint, checks=check_history(run.trainer.state.log_history))
 
 def save_outputs(run:TrainingRun, # the finished training
                 )->TrainMetrics: # as written to metrics.json
@@ -527,8 +533,17 @@ def save_outputs(run:TrainingRun, # the finished training
     speed = (f"; trained on {metrics.train_samples_per_second:.2f} rows/s, {metrics.train_audio_seconds_per_second:.1f} s of audio/s"
              if metrics.train_audio_seconds_per_second else "")
     print(f"Model {cfg.model_name} saved to {out}: WER {100 * metrics.final['wer']:.1f}% "
-          + (f"(step 0: {100 * metrics.step_0['wer']:.1f}%)" if metrics.step_0 else "") + speed)
+          + (f"(step 0: {100 * metrics.step_0['wer']:.1f}%)" if metrics.step_0 else "") + speed + checks_summary(metrics.checks))
     return metrics
+
+def checks_summary(checks:dict, # `TrainMetrics.checks`
+                  )->str: # a line for the summary ("" when no check ran)
+    "Hallucination and language accuracy, step 0 -> end."
+    if not checks: return ""
+    s0, end = checks["step_0"], checks["final"]
+    pct = lambda k: f"{100 * s0[k]:.0f}% -> {100 * end[k]:.0f}%" if s0["step"] == 0 else f"{100 * end[k]:.0f}%"
+    return (f"\n  text written on non-speech clips: {pct('hallucination_rate')} of {end['non_speech_clips']}; "
+            f"language identified: {pct('language_accuracy')} of {end['language_clips']} eval clips")
 
 # %% ../nbs/07_train.ipynb #ac3c0dcf
 PUSH_IGNORE = ["checkpoint-*", "checkpoint-*/**", ".lock", "runs/**", "wandb/**"]

@@ -82,6 +82,10 @@ def test_tiny_model_overfits_a_few_clips(tmp_path, tiny_model_dir, arts, overfit
               logging_steps=20, warmup_steps=10, train_batch_size=4, eval_batch_size=4, learning_rate=3e-3, generation_max_length=32)
     assert m.step_0["wer"] > 0.9
     assert m.final["wer"] < 0.1, m.final
+    # the random base model does not pick Italian; trained on Italian labels, it identifies every eval clip as Italian
+    assert (m.checks["step_0"]["language_accuracy"], m.checks["final"]["language_accuracy"]) == (0.0, 1.0)
+    assert m.checks["final"]["step"] == 120 and m.checks["final"]["hallucination_rate"] == 1.0  # it talks on silence too
+    assert TrainMetrics.read(tmp_path / "out" / "metrics.json").checks == m.checks
 
 
 def test_artifact_that_does_not_fit_is_refused(tmp_path, tiny_model_dir, tiny_model_dir_128, sample_dir, arts, sample_artifact):
