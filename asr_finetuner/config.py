@@ -277,6 +277,8 @@ class TrainConfig(JobConfig):
     mask_feature_prob: float = param(0.0, "SpecAugment: share of mel channels masked (as spans of mask_feature_length)")
     mask_feature_length: int = param(10, "SpecAugment: length of each channel mask, in mel channels")
     mask_feature_min_masks: int = param(0, "SpecAugment: fewest channel masks per clip")
+    forgetting_tolerance: float = param(2.0, "warn (summary, W&B run, model card) when text on non-speech clips or language "
+                                             "identification is worse at the end than at step 0 by more than this many points")
     lora: bool = param(False, "train LoRA adapters (needs the lora extra: peft), merged before saving")
     lora_rank: int = param(32, "LoRA rank")
     num_beams: int = param(1, "beams for evaluation decoding")
@@ -291,7 +293,7 @@ class TrainConfig(JobConfig):
         _check_positive(self, ["train_batch_size", "eval_batch_size", "grad_accum_steps", "logging_steps",
                                "eval_steps", "save_steps", "max_steps", "max_train_samples", "max_eval_samples",
                                "lora_rank", "num_beams", "generation_max_length"])
-        _check_positive(self, ["warmup_steps"], allow_zero=True)
+        _check_positive(self, ["warmup_steps", "forgetting_tolerance"], allow_zero=True)
         for n in ("speed_perturbation", "frequency_warp"):
             if not (0 <= getattr(self, n) < 0.5):
                 raise InputError(f"Parameter {n}={getattr(self, n)} must be at least 0 and below 0.5 (e.g. 0.1; 0 turns it off).")

@@ -29,7 +29,7 @@ __all__ = ['BABBLE_CLIPS', 'SPEC_AUGMENT', 'TRAINING_COLUMNS', 'LANGUAGE_CHECK_C
            'make_augmentation', 'WhisperCollator', 'make_compute_metrics', 'resolve_precision', 'training_arguments',
            'FinalStepCallback', 'WandbArtifactCallback', 'prepare_model', 'add_lora', 'merged', 'OutputLock',
            'metrics_history', 'plot_curves', 'TrainMetrics', 'model_card', 'finish_wandb_run', 'load_training_data',
-           'TrainingRun', 'train', 'run_metrics', 'save_outputs', 'checks_summary', 'push_model']
+           'TrainingRun', 'train', 'run_metrics', 'save_outputs', 'forgetting_warnings', 'checks_summary', 'push_model']
 
 # %% ../nbs/07_train.ipynb #aeb4d99a
 def check_artifact_fits(manifest:Manifest, # the artifact's manifest
@@ -357,6 +357,7 @@ class TrainMetrics(JsonRecord):
     artifact_fingerprint: str = "" # the artifact trained on
     pushed_to: str|None = None # the Hub repository's URL, when pushed
     checks: dict = field(default_factory=dict) # hallucination on non-speech and language identification: {step_0, final}
+    warnings: list = field(default_factory=list) # what got worse than at step 0 by more than forgetting_tolerance
 
 # %% ../nbs/07_train.ipynb #057359e4
 def _long_form_note(manifest:Manifest)->str:
@@ -366,6 +367,15 @@ def _long_form_note(manifest:Manifest)->str:
     stamps = f"with segment timestamps in {100 * k['timestamp_share']:.0f}% of them" if k.get("timestamp_share") else "without timestamps (`<|notimestamps|>` only: expect no timestamps from it)"
     prompts = f"previous-text prompts in {100 * k['prompt_share']:.0f}%" if k.get("prompt_share") else "no previous-text prompts"
     return f"Training rows: {packed}, {stamps}; {prompts}."
+
+def _checks_note(metrics:TrainMetrics)->str:
+    "The checks beyond WER, and the warnings, for the model card."
+    if not metrics.checks: return ""
+    s0, end = metrics.checks["step_0"], metrics.checks["final"]
+    note = (f"| check (%) | base model (step 0) | fine-tuned |\n|---|---|---|\n"
+            f"| text written on {end['non_speech_clips']} non-speech clips | {100 * s0['hallucination_rate']:.0f} | {100 * end['hallucination_rate']:.0f} |\n"
+            f"| language identified on {end['language_clips']} eval clips | {100 * s0['language_accuracy']:.0f} | {100 * end['language_accuracy']:.0f} |\n\n")
+    return note + "".join(f"**Warning**: {w}.\n\n" for w in metrics.warnings)
 
 def model_card(cfg:TrainConfig, # the train job's parameters
                metrics:TrainMetrics, # the run's metrics, with step-0 scores
@@ -391,7 +401,7 @@ def model_card(cfg:TrainConfig, # the train job's parameters
             f"| metric (%) on {split} | base model (step 0) | fine-tuned |\n|---|---|---|\n{rows}\n\n"
             f"Training: learning rate {cfg.learning_rate}, batch {cfg.train_batch_size} x {cfg.grad_accum_steps} accumulation, "
             f"{cfg.warmup_steps} warm-up steps, precision {metrics.precision}; artifact {cfg.artifact_name} "
-            f"(fingerprint {manifest.fingerprint[:16]}).\n\n{_long_form_note(manifest)}\n\n"
+            f"(fingerprint {manifest.fingerprint[:16]}).\n\n{_long_form_note(manifest)}\n\n{_checks_note(metrics)}"
             "```python\nfrom transformers import pipeline\nasr = pipeline(\"automatic-speech-recognition\", model=\"" + cfg.model_name + "\")\n```\n")
 
 # %% ../nbs/07_train.ipynb #4b1e2a72
@@ -402,6 +412,8 @@ def finish_wandb_run(metrics:TrainMetrics, # the train job's metrics
     if wandb.run is None: return
     scores = {f"final/{k}": v for k, v in metrics.final.items()}
     if metrics.step_0: scores.update({f"step_0/{k}": v for k, v in metrics.step_0.items() if k != "step"})
+    for when, checks in metrics.checks.items(): scores.update({f"checks/{when}/{k}": v for k, v in checks.items()})
+    if metrics.warnings: scores["warnings"] = "; ".join(metrics.warnings)
     wandb.run.summary.update(scores)
     wandb.finish()
 
@@ -515,7 +527,8 @@ def run_metrics(run:TrainingRun, # the finished training
         train_runtime_seconds=run.train_output.metrics.get("train_runtime"),
         eval_real_time_factor=run.eval_seconds / audio_seconds if audio_seconds else None,
         eval_utterances=len(run.eval_rows), filtered_long_labels=run.filtered, peak_memory_mb=round(_peak_memory_mb(), 1),
-        artifact_fingerprint=run.manifest.fingerprint, checks=check_history(run.trainer.state.log_history))
+        artifact_fingerprint=run.manifest.fingerprint, checks=check_history(run.trainer.state.log_history),
+        warnings=forgetting_warnings(check_history(run.trainer.state.log_history), run.cfg.forgetting_tolerance))
 
 def save_outputs(run:TrainingRun, # the finished training
                 )->TrainMetrics: # as written to metrics.json
@@ -533,8 +546,24 @@ def save_outputs(run:TrainingRun, # the finished training
     speed = (f"; trained on {metrics.train_samples_per_second:.2f} rows/s, {metrics.train_audio_seconds_per_second:.1f} s of audio/s"
              if metrics.train_audio_seconds_per_second else "")
     print(f"Model {cfg.model_name} saved to {out}: WER {100 * metrics.final['wer']:.1f}% "
-          + (f"(step 0: {100 * metrics.step_0['wer']:.1f}%)" if metrics.step_0 else "") + speed + checks_summary(metrics.checks))
+          + (f"(step 0: {100 * metrics.step_0['wer']:.1f}%)" if metrics.step_0 else "") + speed + checks_summary(metrics.checks)
+          + "".join(f"\n  WARNING: {w}" for w in metrics.warnings))
+    for w in metrics.warnings: warnings.warn(f"{cfg.model_name}: {w}", stacklevel=2)
     return metrics
+
+def forgetting_warnings(checks:dict, # `TrainMetrics.checks`
+                        tolerance:float, # points (forgetting_tolerance)
+                       )->list: # one sentence per check that got worse by more than `tolerance` points
+    "What the fine-tune made worse than the base model, beyond the tolerance."
+    if not checks or checks["step_0"]["step"] != 0: return []
+    s0, end, out = checks["step_0"], checks["final"], []
+    rose = 100 * (end["hallucination_rate"] - s0["hallucination_rate"])
+    if rose > tolerance: out.append(f"text on non-speech clips rose from {100 * s0['hallucination_rate']:.0f}% to "
+                                    f"{100 * end['hallucination_rate']:.0f}% (tolerance {tolerance:g} points)")
+    fell = 100 * (s0["language_accuracy"] - end["language_accuracy"])
+    if fell > tolerance: out.append(f"language identification fell from {100 * s0['language_accuracy']:.0f}% to "
+                                    f"{100 * end['language_accuracy']:.0f}% (tolerance {tolerance:g} points)")
+    return out
 
 def checks_summary(checks:dict, # `TrainMetrics.checks`
                   )->str: # a line for the summary ("" when no check ran)

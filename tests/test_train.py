@@ -217,6 +217,7 @@ def test_wandb_run_records_the_artifact_it_trains_on_offline(tmp_path, tiny_mode
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     logged = b"".join(p.read_bytes() for p in runs[0].rglob("*.wandb"))
     assert len(runs) == 1 and ref.encode() in logged and b"final/wer" in logged  # the link, and the finished run's summary
+    assert b"checks/step_0/language_accuracy" in logged and b"checks/final/hallucination_rate" in logged
 
 
 class FakeRun:
