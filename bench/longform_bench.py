@@ -94,14 +94,15 @@ class StepTimer:
         return _Timer()
 
 
-def fine_tune(work:Path, model_dir:Path, manifest:Path, side:str, steps:int, out:Path, budget_s:float|None, batch:int)->dict:
+def fine_tune(work:Path, model_dir:Path, manifest:Path, side:str, steps:int, out:Path, budget_s:float|None, batch:int,
+              max_eval_samples:int|None=None)->dict:
     from asr_finetuner.train import train
     timer = StepTimer(budget_s)
     name = artifact(work, model_dir, manifest, side)
     metrics = train(callbacks=[timer], model_name=f"longform-{side}", model_id=str(model_dir), dataset_name=str(manifest),
                     artifact_name=name, artifacts_dir=str(work / "artifacts"), output_dir=str(out), max_steps=steps,
                     warmup_steps=max(1, steps // 10), train_batch_size=batch, eval_batch_size=16, eval_steps=10**6,
-                    save_steps=10**6, logging_steps=1, generation_max_length=128, resume=False)
+                    save_steps=10**6, logging_steps=1, generation_max_length=128, resume=False, max_eval_samples=max_eval_samples)
     from asr_finetuner.artifacts import load_artifact
     import numpy as np
     rows = load_artifact(name, work / "artifacts")[0]["train"]
@@ -116,7 +117,7 @@ def speed(a):
     model_dir = model(work)
     res = {}
     for side in SIDES:  # warm-up step excluded
-        r = fine_tune(work, model_dir, manifest, side, a.steps + 1, work / f"speed-{side}", None, a.batch)
+        r = fine_tune(work, model_dir, manifest, side, a.steps + 1, work / f"speed-{side}", None, a.batch, max_eval_samples=1)
         per_step = float(np.median(r["step_seconds"][1:]))
         res[side] = {"median_step_seconds": per_step, "row_seconds_mean": r["row_seconds_mean"],
                      "audio_seconds_per_second": a.batch * r["row_seconds_mean"] / per_step}
