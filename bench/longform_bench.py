@@ -14,9 +14,10 @@ Run from the repository root (needs festival with its Italian voices, espeak-ng 
   and packed (28 s windows, timestamps on half of them, prompts on a fifth). Each side's step time is measured
   first (3 steps) to size its learning-rate schedule to the steps it affords.
 - score: for the base model and both fine-tunes: short-form WER on the held-out utterances (`evaluate`), long-form
-  WER on recordings of 2-5 minutes made by joining the same utterances with pauses (`transcribe`, transformers'
-  long-form algorithm), the share of 30 s windows in which the model produced timestamps, and how far predicted
-  segment starts lie from the true utterance starts.
+  WER on recordings of 2-5 minutes made by joining the same utterances with pauses (the library's long-form decoding,
+  `generate_segments`, as `evaluate --long_form` and `transcribe` call it: greedy, no fallback), the share of 30 s
+  windows in which the model produced timestamps, and how far predicted segment starts lie from the true utterance
+  starts.
 """
 from __future__ import annotations
 import argparse, csv, json, os, random, subprocess, sys, time
@@ -74,7 +75,8 @@ def model(work:Path)->Path:
 
 def artifact(work:Path, model_dir:Path, manifest:Path, side:str, max_train_samples:int|None=None)->str:
     from asr_finetuner.preprocess import preprocess
-    name = f"longform-{side}" + (f"-{max_train_samples}" if max_train_samples else "")
+    name = (f"longform-{side}" + (f"-{max_train_samples}" if max_train_samples else "")
+            + (f"-{SIDES[side]['pack_seconds']:g}s" if SIDES[side].get("pack_seconds", 28) != 28 else ""))
     preprocess(artifact_name=name, model_id=str(model_dir), dataset_name=str(manifest), train_split="train",
                eval_split="heldout_sentences", max_eval_samples=16, artifacts_dir=str(work / "artifacts"),
                if_exists="reuse", max_train_samples=max_train_samples, num_proc=1, **SIDES[side])
@@ -178,9 +180,11 @@ def main():
     ap.add_argument("--minutes", type=float, default=30)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--step-seconds", help="train: seconds a step of each side, unpacked,packed (skips the calibration run)")
+    ap.add_argument("--pack-seconds", type=float, default=28, help="the packed side's window (at most 30)")
     ap.add_argument("--side", choices=list(SIDES)); ap.add_argument("--result"); ap.add_argument("--calibrate", action="store_true")
     a = ap.parse_args()
     a.work.mkdir(parents=True, exist_ok=True)
+    PACKED["pack_seconds"] = a.pack_seconds
     if a.stage == "child": return child(a)
     report = {"speed": speed, "train": train_both, "score": score}[a.stage](a)
     if a.json and report: a.json.write_text(json.dumps(report, indent=1))
@@ -227,38 +231,51 @@ def start_distances(segments:list, true_starts:list)->list:
     return [float(np.abs(t - s["start"]).min()) for s in segments]
 
 
-def score_model(work:Path, name:str, model_dir:Path, manifest:Path, long_manifest:Path)->dict:
-    "Short-form WER (`evaluate`), long-form WER and window timestamps (`evaluate --long_form`), segment starts (`transcribe`)."
+def long_form_pass(model_dir:Path, long_manifest:Path, starts:dict)->dict:
+    """The recordings through the library's long-form decoding (`generate_segments`, as `evaluate --long_form` and
+    `transcribe` call it; greedy, no fallback, no previous-text prompt): WER, windows with timestamps, segment starts."""
     import numpy as np
-    from asr_finetuner.evaluate import evaluate, transcribe
+    from collections import Counter
+    from asr_finetuner import evaluate as ev
+    from asr_finetuner.audio import load_audio
     from asr_finetuner.text import asr_metrics
+    model, processor = ev.load_for_inference(str(model_dir))
+    rows = list(csv.DictReader(open(long_manifest, encoding="utf-8")))
+    arrays = [load_audio(r["path"]) for r in rows]
+    fe, t = processor.feature_extractor, time.perf_counter()
+    feats, mask = ev.batch_features([ev.file_features(fe, x) for x in arrays])
+    raw = ev.generate_segments(model, processor.tokenizer, feats, mask, "it", "transcribe", num_beams=1, temperature=0.0,
+                               max_new_tokens=ev.max_new_tokens(model, 224, False), condition_on_prev_tokens=False)
+    seconds = time.perf_counter() - t
+    windows = Counter()
+    for segments in raw: windows.update(dict(zip(("windows", "timestamped"), ev.window_timestamp_share(segments))))
+    files = [ev.file_transcript(segments, len(x) / fe.sampling_rate) for segments, x in zip(raw, arrays)]
+    m = asr_metrics([f["text"] for f in files], [r["text"] for r in rows])
+    distances = [d for r, f in zip(rows, files) for d in start_distances(f["segments"], starts[r["path"]])]
+    return {"wer": m["wer"], "wer_normalized": m["wer_normalized"], "cer": m["cer"], "windows": windows["windows"],
+            "timestamp_window_share": windows["timestamped"] / windows["windows"] if windows["windows"] else None,
+            "segments": len(distances), "true_starts": sum(len(starts[r["path"]]) for r in rows),
+            "median_start_distance_s": float(np.median(distances)) if distances else None,
+            "share_within_0_5_s": float(np.mean(np.asarray(distances) <= 0.5)) if distances else None,
+            "audio_seconds": sum(len(x) for x in arrays) / fe.sampling_rate, "decode_seconds": round(seconds, 1),
+            "files": files}
+
+
+def score_model(work:Path, name:str, model_dir:Path, manifest:Path, long_manifest:Path)->dict:
+    "Short-form WER of the held-out utterances (`evaluate`), and the long-form pass over the recordings made of them."
+    from asr_finetuner.evaluate import evaluate
     out = work / "scores" / name
     short = evaluate(model_id=str(model_dir), dataset_name=str(manifest), eval_split="heldout_sentences", language="it",
-                     output_dir=str(out / "short"), eval_batch_size=16, generation_max_length=128)
-    long = evaluate(model_id=str(model_dir), dataset_name=str(long_manifest), eval_split="long", language="it", long_form=True,
-                    output_dir=str(out / "long"), eval_batch_size=4, generation_max_length=224)
-    rows = list(csv.DictReader(open(long_manifest, encoding="utf-8")))
-    starts = json.loads((work / "data" / "long-starts.json").read_text())
-    t = time.perf_counter()
-    files = transcribe(model_id=str(model_dir), audio=[r["path"] for r in rows], language="it", output_format="json",
-                       output_file=str(out / "transcribe.json"), batch_size=4)
-    transcribe_seconds = time.perf_counter() - t
-    by_path = {f["path"]: f for f in files}
-    tm = asr_metrics([by_path[r["path"]]["text"] for r in rows], [r["text"] for r in rows])
-    distances = [d for r in rows for d in start_distances(by_path[r["path"]]["segments"], starts[r["path"]])]
+                     output_dir=str(out / "short"), eval_batch_size=16, generation_max_length=64)
+    long = long_form_pass(model_dir, long_manifest, json.loads((work / "data" / "long-starts.json").read_text()))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "long.json").write_text(json.dumps(long, indent=1, ensure_ascii=False))
     res = {"short_form": {k: getattr(short, k) for k in ("wer", "wer_normalized", "cer", "num_utterances", "audio_seconds")},
-           "long_form_evaluate": {k: getattr(long, k) for k in ("wer", "wer_normalized", "cer", "num_utterances", "audio_seconds",
-                                                                 "windows", "timestamp_window_share")},
-           "long_form_transcribe": {"wer": tm["wer"], "wer_normalized": tm["wer_normalized"], "segments": len(distances),
-                                    "true_starts": sum(len(starts[r["path"]]) for r in rows),
-                                    "median_start_distance_s": float(np.median(distances)) if distances else None,
-                                    "share_within_0_5_s": float(np.mean(np.asarray(distances) <= 0.5)) if distances else None,
-                                    "seconds": round(transcribe_seconds, 1)}}
-    lt = res["long_form_transcribe"]
-    print(f"{name:>9}: short WER {100 * short.wer:.1f}% (norm {100 * short.wer_normalized:.1f}%) | long-form evaluate WER "
-          f"{100 * long.wer:.1f}% (norm {100 * long.wer_normalized:.1f}%), timestamps in {100 * (long.timestamp_window_share or 0):.1f}% "
-          f"of {long.windows} windows | transcribe WER {100 * lt['wer']:.1f}% (norm {100 * lt['wer_normalized']:.1f}%), "
-          f"{lt['segments']} segments for {lt['true_starts']} utterances, median start distance {lt['median_start_distance_s']}", flush=True)
+           "long_form": {k: v for k, v in long.items() if k != "files"}}
+    print(f"{name:>9}: short WER {100 * short.wer:.1f}% (norm {100 * short.wer_normalized:.1f}%) | long-form WER "
+          f"{100 * long['wer']:.1f}% (norm {100 * long['wer_normalized']:.1f}%), timestamps in "
+          f"{100 * (long['timestamp_window_share'] or 0):.1f}% of {long['windows']} windows | {long['segments']} segments for "
+          f"{long['true_starts']} utterances, median start distance {long['median_start_distance_s']}", flush=True)
     return res
 
 
