@@ -249,13 +249,21 @@ def test_online_wandb_run_uses_the_artifact_preprocess_logged(monkeypatch, has_a
     assert run.config["wandb_artifact"] == "it-cv:fp-abababababababab" and run.config["artifact_fingerprint"] == "ab" * 32
 
 
-def test_augmentation_changes_training_batches_and_not_evaluation(tmp_path, tiny_model_dir, sample_dir, arts, sample_artifact):
+def test_augmentation_changes_training_batches_and_not_evaluation(tmp_path, tiny_model_dir, sample_dir, arts, sample_artifact, monkeypatch):
+    "Each augmentation (speed and warp, noise from a folder of recordings, SpecAugment) changes what the encoder reads in training only."
+    import soundfile as sf
     short = dict(max_steps=3, eval_steps=1000, save_steps=1000, generation_max_length=4)
+    seen = encoder_inputs(monkeypatch)
     plain = train(**params(tiny_model_dir, sample_dir, arts, tmp_path / "plain", **short))
+    plain_inputs = list(seen)
     scores = lambda m: {k: m.step_0[k] for k in ("wer", "cer", "loss")}
-    for name, augmentation in {"aug": dict(speed_perturbation=0.2, frequency_warp=0.1), "noise": dict(noise_snr="0,10"),
+    (tmp_path / "noises").mkdir()
+    sf.write(tmp_path / "noises" / "hum.wav", 0.1 * np.sin(2 * np.pi * 50 * np.arange(8_000) / 8_000), 8_000)
+    for name, augmentation in {"aug": dict(speed_perturbation=0.2, frequency_warp=0.1),
+                               "noise": dict(noise_snr="0,10", noise_dir=str(tmp_path / "noises")),
                                "masks": dict(apply_spec_augment=True, mask_time_prob=0.2, mask_feature_prob=0.2)}.items():
+        seen.clear()
         augmented = train(**params(tiny_model_dir, sample_dir, arts, tmp_path / name, **augmentation, **short))
         assert scores(plain) == scores(augmented), name  # the same model scored on the same, unaugmented, evaluation batches
-        assert losses(tmp_path / "plain")[1] != losses(tmp_path / name)[1], name
+        assert len(seen) == len(plain_inputs) == 3 and all(a != b for a, b in zip(seen, plain_inputs)), name  # every training batch changed
     assert json.loads((tmp_path / "masks" / "config.json").read_text())["apply_spec_augment"] is True  # the model says how it was trained
