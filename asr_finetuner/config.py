@@ -215,11 +215,15 @@ class PreprocessConfig(JobConfig):
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 NOISE_TYPES = ("white", "pink", "babble")
 
+def _float_list(cfg, name:str, hint:str)->list:
+    "A list parameter's values (each may hold commas) as floats; `InputError` naming it and `hint` otherwise."
+    values = getattr(cfg, name)
+    try: return [float(v) for x in values for v in str(x).split(",") if v.strip()]
+    except ValueError: raise InputError(f"Parameter {name}={','.join(map(str, values))!r} must be numbers{hint}.") from None
+
 def _check_noise(cfg):
     "noise_snr as one or two numbers (low, high); noise_dir only with it."
-    try: cfg.noise_snr = [float(v) for x in cfg.noise_snr for v in str(x).split(",") if v.strip()]
-    except ValueError: raise InputError(f"Parameter noise_snr={','.join(map(str, cfg.noise_snr))!r} must be numbers in dB, "
-                                        "e.g. 5,20.") from None
+    cfg.noise_snr = _float_list(cfg, "noise_snr", " in dB, e.g. 5,20")
     if len(cfg.noise_snr) == 1: cfg.noise_snr = cfg.noise_snr * 2
     if len(cfg.noise_snr) > 2 or (cfg.noise_snr and cfg.noise_snr[0] > cfg.noise_snr[1]):
         raise InputError(f"Parameter noise_snr={cfg.noise_snr} must be a range low,high in dB (e.g. 5,20) or one value.")
@@ -380,9 +384,7 @@ def _check_subtitle_outputs(cfg):
                          "in output_dir. Transcribe them in separate runs, or rename them.")
 
 def _check_long_form(cfg):
-    try: cfg.temperature = [float(t) for v in cfg.temperature for t in str(v).split(",") if t.strip()]
-    except ValueError: raise InputError(f"Parameter temperature={','.join(map(str, cfg.temperature))!r} must be numbers, e.g. "
-                                        "0.0,0.2,0.4,0.6,0.8,1.0 (one value: no fallback).") from None
+    cfg.temperature = _float_list(cfg, "temperature", ", e.g. 0.0,0.2,0.4,0.6,0.8,1.0 (one value: no fallback)")
     if not cfg.temperature or min(cfg.temperature) < 0:
         raise InputError(f"Parameter temperature={cfg.temperature} must be one or more values of 0 or more.")
     if cfg.compression_ratio_threshold is not None and cfg.compression_ratio_threshold <= 0:

@@ -517,6 +517,7 @@ def run_metrics(run:TrainingRun, # the finished training
     samples_per_second = run.train_output.metrics.get("train_samples_per_second")
     final = asr_metrics(hyps, [str(t) for t in run.eval_rows["text"]])
     audio_seconds = float(np.sum(run.eval_rows["duration"]))
+    checks = check_history(run.trainer.state.log_history)
     return TrainMetrics(
         model_name=run.cfg.model_name, steps=run.trainer.state.global_step, precision=run.precision,
         step_0=evals[0] if evals and evals[0]["step"] == 0 else None, evaluations=evals,
@@ -527,8 +528,8 @@ def run_metrics(run:TrainingRun, # the finished training
         train_runtime_seconds=run.train_output.metrics.get("train_runtime"),
         eval_real_time_factor=run.eval_seconds / audio_seconds if audio_seconds else None,
         eval_utterances=len(run.eval_rows), filtered_long_labels=run.filtered, peak_memory_mb=round(_peak_memory_mb(), 1),
-        artifact_fingerprint=run.manifest.fingerprint, checks=check_history(run.trainer.state.log_history),
-        warnings=forgetting_warnings(check_history(run.trainer.state.log_history), run.cfg.forgetting_tolerance))
+        artifact_fingerprint=run.manifest.fingerprint, checks=checks,
+        warnings=forgetting_warnings(checks, run.cfg.forgetting_tolerance))
 
 def save_outputs(run:TrainingRun, # the finished training
                 )->TrainMetrics: # as written to metrics.json
