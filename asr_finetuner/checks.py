@@ -10,14 +10,14 @@ import torch
 from transformers import TrainerCallback
 
 from .audio import pad_to_window
-from .evaluate import transcribe_arrays
+from .evaluate import transcribe_arrays, transcribe_frames
 from .noise import pink_noise, white_noise
 from .text import normalize_text
 from .config import language_code_of
 
 # %% auto #0
-__all__ = ['NOISE_LEVELS_DBFS', 'non_speech_clips', 'hallucination_rate', 'detected_languages', 'language_accuracy',
-           'GuardrailChecks', 'check_history']
+__all__ = ['NOISE_LEVELS_DBFS', 'FRAMES_PER_SECOND', 'non_speech_clips', 'hallucination_rate', 'quiet_runs', 'pause_clips',
+           'detected_languages', 'language_accuracy', 'GuardrailChecks', 'check_history']
 
 # %% ../nbs/08b_checks.ipynb #c4ec0b07
 NOISE_LEVELS_DBFS = (-60, -40) # RMS levels of the noise clips
@@ -41,11 +41,41 @@ def hallucination_rate(model, # a Whisper model
                        language:str|None, # language to decode in (None: detected)
                        task:str="transcribe", # transcribe or translate
                        max_length:int=64, # longest output, in tokens
+                       pauses:dict|None=None, # name -> stored frames without speech, from `pause_clips` (None: none)
                       )->dict: # {hallucination_rate, non_speech_clips, hallucinated: {name: text}}
     "The share of clips without speech that the model transcribes into words, and what it wrote on them."
+    pauses = pauses or {}
     texts = transcribe_arrays(model, processor, list(clips.values()), language, task, max_length=max_length)
-    written = {name: t.strip() for name, t in zip(clips, texts) if normalize_text(t).strip()}
-    return {"hallucination_rate": len(written) / len(clips), "non_speech_clips": len(clips), "hallucinated": written}
+    if pauses: texts += transcribe_frames(model, processor, list(pauses.values()), language, task, max_length=max_length)
+    written = {name: t.strip() for name, t in zip([*clips, *pauses], texts) if normalize_text(t).strip()}
+    n = len(clips) + len(pauses)
+    return {"hallucination_rate": len(written) / n, "non_speech_clips": n, "hallucinated": written}
+
+# %% ../nbs/08b_checks.ipynb #c4ec0b1b
+FRAMES_PER_SECOND = 100 # Whisper's log-mel frame rate (hop of 10 ms)
+
+def quiet_runs(frames:np.ndarray, # a clip's stored frames, (frames, n_mels)
+               below_db:float=25.0, # how far under the clip's loud frames a quiet frame is
+               min_frames:int=50, # shortest run kept
+              )->list: # (start, end) frame ranges
+    "The runs of quiet frames of a clip, at least `min_frames` long."
+    level = 40 * np.asarray(frames, np.float32).mean(axis=1)  # dB, up to a constant
+    quiet = np.concatenate([[False], level < np.percentile(level, 90) - below_db, [False]])
+    edges = np.flatnonzero(np.diff(quiet.astype(np.int8)))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2]) if b - a >= min_frames]
+
+def pause_clips(frames:list, # stored frames of clips with speech, (frames, n_mels) each
+                min_seconds:float=0.5, # shortest pause kept, margins excluded
+                below_db:float=25.0, # how far under a clip's loud frames a pause is
+                margin_seconds:float=0.1, # cut off each end of a pause
+                max_clips:int=8, # most pauses returned
+               )->dict: # name ("pause <clip>:<start s>") -> the pause's frames
+    "Stretches of the clips where nobody speaks, as frames a model can be asked to transcribe."
+    m, out = round(margin_seconds * FRAMES_PER_SECOND), {}
+    for i, f in enumerate(frames):
+        for a, b in quiet_runs(f, below_db, round(min_seconds * FRAMES_PER_SECOND) + 2 * m):
+            if len(out) < max_clips: out[f"pause {i}:{a / FRAMES_PER_SECOND:.2f}s"] = np.asarray(f)[a + m:b - m]
+    return out
 
 # %% ../nbs/08b_checks.ipynb #c4ec0b0d
 def detected_languages(model, # a Whisper model
@@ -78,7 +108,11 @@ class GuardrailChecks(TrainerCallback):
                  language:str, # the training language
                  task:str="transcribe", # the training task
                  max_length:int=64, # longest output on non-speech, in tokens
-                ): self.processor, self.eval_frames, self.language, self.task, self.max_length = processor, eval_frames, language, task, max_length
+                 other_sets:dict|None=None, # further eval sets: name -> (stored frames of clips, their language)
+                 pauses:dict|None=None, # pauses cut from the data, from `pause_clips`
+                ):
+        self.processor, self.eval_frames, self.language, self.task, self.max_length = processor, eval_frames, language, task, max_length
+        self.other_sets, self.pauses = other_sets or {}, pauses or {}
 
     def run(self, model)->dict:
         "Both checks on `model`, as log-history entries (`checks_` keys)."
@@ -86,10 +120,14 @@ class GuardrailChecks(TrainerCallback):
         model.eval()
         fe = self.processor.feature_extractor
         clips = non_speech_clips(min(5.0, fe.n_samples / fe.sampling_rate), fe.sampling_rate)
-        h = hallucination_rate(model, self.processor, clips, self.language, self.task, self.max_length)
+        h = hallucination_rate(model, self.processor, clips, self.language, self.task, self.max_length, self.pauses)
         out = {"checks_hallucination_rate": h["hallucination_rate"], "checks_non_speech_clips": h["non_speech_clips"],
+               "checks_pause_clips": len(self.pauses),
                "checks_language_accuracy": language_accuracy(model, self.eval_frames, self.language),
                "checks_language_clips": len(self.eval_frames)}
+        for name, (frames, language) in self.other_sets.items():
+            out[f"checks_language_accuracy/{name}"] = language_accuracy(model, frames, language)
+            out[f"checks_language_clips/{name}"] = len(frames)
         model.train(was_training)
         return out
 
@@ -101,9 +139,18 @@ class GuardrailChecks(TrainerCallback):
 
     def on_train_end(self, args, state, control, model=None, **kwargs): self._record(state, model)
 
+def _check_entry(h:dict)->dict:
+    "One recorded check, the `checks_` prefix removed and each further set's figures under `sets`."
+    out, sets = {"step": h["step"]}, {}
+    for k, v in h.items():
+        if not k.startswith("checks_"): continue
+        name, _, where = k[7:].partition("/")
+        if where: sets.setdefault(where, {})[name] = v
+        else: out[name] = v
+    return {**out, "sets": sets} if sets else out
+
 def check_history(log_history:list, # the trainer's `state.log_history`
                  )->dict: # {"step_0": {...}, "final": {...}} with the `checks_` prefix removed (empty when none ran)
     "The checks recorded in a log history: the first (step 0) and the last."
-    runs = [{"step": h["step"], **{k[7:]: v for k, v in h.items() if k.startswith("checks_")}}
-            for h in log_history if any(k.startswith("checks_") for k in h)]
+    runs = [_check_entry(h) for h in log_history if any(k.startswith("checks_") for k in h)]
     return {"step_0": runs[0], "final": runs[-1]} if runs else {}

@@ -12,7 +12,7 @@ from typing import Any, Optional, Union
 import yaml
 
 # %% auto #0
-__all__ = ['TASKS', 'LANGUAGES', 'TO_LANGUAGE_CODE', 'REQUIRED', 'MAX_LABEL_TOKENS', 'PRECISIONS', 'NOISE_TYPES',
+__all__ = ['TASKS', 'LANGUAGES', 'TO_LANGUAGE_CODE', 'REQUIRED', 'MAX_LABEL_TOKENS', 'PRECISIONS', 'NOISE_TYPES', 'BEST_METRICS',
            'OUTPUT_FORMATS', 'SUBTITLE_FORMATS', 'InputError', 'language_name', 'language_code_of', 'param', 'coerce',
            'JobConfig', 'PreprocessConfig', 'TrainConfig', 'EvaluateConfig', 'TranscribeConfig', 'read_config_file',
            'make_config', 'save_config']
@@ -230,6 +230,38 @@ def _check_noise(cfg):
     if cfg.noise_dir and not cfg.noise_snr:
         raise InputError("noise_dir is given but noise_snr is empty: give the range of signal-to-noise ratios too (e.g. noise_snr=5,20).")
 
+BEST_METRICS = ("wer", "wer_normalized", "cer", "repetition_rate") # eval metrics best_metric can name: lower is better
+
+def _names(values:list)->list:
+    "A list parameter's names, stripped, blanks dropped."
+    return [v.strip() for v in values if str(v).strip()]
+
+def _check_eval_sets(cfg):
+    "eval_sets: distinct artifacts other than the training one; best_metric: last, METRIC or SET:METRIC."
+    cfg.eval_sets = _names(cfg.eval_sets)
+    if len(set(cfg.eval_sets)) < len(cfg.eval_sets) or cfg.artifact_name in cfg.eval_sets:
+        raise InputError(f"Parameter eval_sets={','.join(cfg.eval_sets)!r} must name distinct artifacts other than "
+                         f"artifact_name ({cfg.artifact_name}), whose eval split is always scored.")
+    if cfg.best_metric == "last": return
+    where, _, metric = cfg.best_metric.rpartition(":")
+    if metric not in BEST_METRICS or (where and where not in cfg.eval_sets):
+        raise InputError(f"Parameter best_metric={cfg.best_metric!r} must be last, one of {', '.join(BEST_METRICS)} (the "
+                         f"training artifact's eval split), or SET:METRIC with SET one of eval_sets ({','.join(cfg.eval_sets) or 'none given'}).")
+
+def _check_mix(cfg):
+    "mix_artifacts: NAME:SHARE items, shares above 0 summing below 1, names distinct and not artifact_name."
+    cfg.mix_artifacts = _names(cfg.mix_artifacts)
+    shares = {}
+    for item in cfg.mix_artifacts:
+        name, _, share = item.rpartition(":")
+        try: shares[name.strip()] = float(share)
+        except ValueError: name = ""
+        if not name.strip() or not 0 < shares[name.strip()] < 1:
+            raise InputError(f"Parameter mix_artifacts has {item!r}: give NAME:SHARE with a share above 0 and below 1 (e.g. general-it:0.2).")
+    if len(shares) < len(cfg.mix_artifacts) or cfg.artifact_name in shares or sum(shares.values()) >= 1:
+        raise InputError(f"Parameter mix_artifacts={','.join(cfg.mix_artifacts)!r} must name distinct artifacts other than "
+                         f"artifact_name, with shares summing below 1 (artifact_name supplies the rest).")
+
 def _check_spec_augment(cfg):
     for n in ("mask_time_prob", "mask_feature_prob"):
         if not 0 <= getattr(cfg, n) <= 1: raise InputError(f"Parameter {n}={getattr(cfg, n)} must be between 0 and 1 (e.g. 0.05).")
@@ -282,7 +314,15 @@ class TrainConfig(JobConfig):
     mask_feature_length: int = param(10, "SpecAugment: length of each channel mask, in mel channels")
     mask_feature_min_masks: int = param(0, "SpecAugment: fewest channel masks per clip")
     forgetting_tolerance: float = param(2.0, "warn (summary, W&B run, model card) when text on non-speech clips or language "
-                                             "identification is worse at the end than at step 0 by more than this many points")
+                                             "identification, or the WER of a set of eval_sets, is worse at the end than at step 0 "
+                                             "by more than this many points")
+    eval_sets: list[str] = param((), "further artifacts whose eval splits are scored at step 0, every eval_steps and at the "
+                                     "end, each in its own language and task (e.g. general-it,other-voice); empty: none")
+    best_metric: str = param("wer_normalized", "what picks the saved model among the evaluated steps: a metric of the training "
+                                               "artifact's eval split (wer, wer_normalized, cer, repetition_rate; lowest wins), "
+                                               "SET:METRIC for a set of eval_sets, or last (the last step)")
+    mix_artifacts: list[str] = param((), "further training artifacts, each with the share of training rows drawn from it "
+                                         "(e.g. general-it:0.2,replay-en:0.1); artifact_name supplies the rest; empty: none")
     lora: bool = param(False, "train LoRA adapters (needs the lora extra: peft), merged before saving")
     lora_rank: int = param(32, "LoRA rank")
     num_beams: int = param(1, "beams for evaluation decoding")
@@ -307,6 +347,13 @@ class TrainConfig(JobConfig):
         _check_spec_augment(self)
         for n in ("model_name", "model_id", "dataset_name", "artifact_name"):
             if not getattr(self, n).strip(): raise InputError(f"Parameter {n} cannot be empty.")
+        _check_eval_sets(self)
+        _check_mix(self)
+
+    @property
+    def mix_shares(self)->dict:
+        "mix_artifacts as {artifact name: share of training rows}."
+        return {n.strip(): float(s) for n, _, s in (i.rpartition(":") for i in self.mix_artifacts)}
 
     @property
     def resolved_output_dir(self)->Path:

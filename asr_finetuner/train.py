@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_train.ipynb #ccfe567d
 from __future__ import annotations
-import fcntl, json, math, os, resource, time, warnings
+import dataclasses, fcntl, json, math, os, resource, time, warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -14,22 +14,25 @@ import torch
 from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments, TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
-from .config import InputError, TrainConfig, make_config, save_config
+from .config import InputError, TrainConfig, language_code_of, make_config, save_config
 from .audio import pad_to_window
 from .text import asr_metrics
-from .whisper import load_model, load_processor, set_language_and_task, vocabulary_hash
+from .whisper import load_model, load_processor, set_language_and_task
 from .artifacts import JsonRecord, Manifest, load_artifact, seeded_subset
 from .noise import NoiseBank, add_noise, babble, generated_noise, noise_recordings
-from .checks import GuardrailChecks, check_history
+from .checks import GuardrailChecks, check_history, pause_clips
+from .sets import (BEST_FOLDER, BestStep, MixedRows, MultiSetTrainer, best_metric_key, check_fits_model,
+                                load_eval_sets, load_mix_sources, usable_rows)
 from .preprocess import wandb_artifact_ref
 
 # %% auto #0
-__all__ = ['BABBLE_CLIPS', 'SPEC_AUGMENT', 'TRAINING_COLUMNS', 'LANGUAGE_CHECK_CLIPS', 'PUSH_IGNORE', 'check_artifact_fits',
-           'stretch_frames', 'warp_mels', 'FrameAugmentation', 'AugmentedRows', 'AugmentationEpoch', 'training_noise',
+__all__ = ['BABBLE_CLIPS', 'SPEC_AUGMENT', 'LANGUAGE_CHECK_CLIPS', 'PUSH_IGNORE', 'check_artifact_fits', 'stretch_frames',
+           'warp_mels', 'FrameAugmentation', 'AugmentedRows', 'AugmentationEpoch', 'training_noise',
            'make_augmentation', 'WhisperCollator', 'make_compute_metrics', 'resolve_precision', 'training_arguments',
            'FinalStepCallback', 'WandbArtifactCallback', 'prepare_model', 'add_lora', 'merged', 'OutputLock',
-           'metrics_history', 'plot_curves', 'TrainMetrics', 'model_card', 'finish_wandb_run', 'load_training_data',
-           'TrainingRun', 'train', 'run_metrics', 'save_outputs', 'forgetting_warnings', 'checks_summary', 'push_model']
+           'metrics_history', 'plot_curves', 'TrainMetrics', 'model_card', 'finish_wandb_run', 'wandb_summary',
+           'load_training_data', 'TrainingRun', 'train', 'mixed_training_rows', 'run_metrics', 'kept_step',
+           'set_scores', 'save_outputs', 'forgetting_warnings', 'sets_summary', 'checks_summary', 'push_model']
 
 # %% ../nbs/07_train.ipynb #aeb4d99a
 def check_artifact_fits(manifest:Manifest, # the artifact's manifest
@@ -45,15 +48,7 @@ def check_artifact_fits(manifest:Manifest, # the artifact's manifest
         if theirs != ours:
             raise InputError(f"Artifact {cfg.artifact_name} was made with {name}={theirs!r}, not {ours!r}: "
                              f"give {name}={theirs!r}, or preprocess the data again with {name}={ours!r}.")
-    if manifest.n_mels != model_config.num_mel_bins:
-        raise InputError(f"Artifact {cfg.artifact_name} has {manifest.n_mels} mel bins but {cfg.model_id} takes "
-                         f"{model_config.num_mel_bins}: preprocess again with model_id={cfg.model_id}.")
-    if manifest.tokenizer.get("vocabulary_hash") != vocabulary_hash(tokenizer):
-        raise InputError(f"Artifact {cfg.artifact_name} was tokenised with another vocabulary than {cfg.model_id}'s: "
-                         f"preprocess again with model_id={cfg.model_id}.")
-    if cfg.max_sequence_length > manifest.max_sequence_length:
-        raise InputError(f"max_sequence_length={cfg.max_sequence_length} is above the artifact's "
-                         f"({manifest.max_sequence_length}): longer labels were already dropped. Lower it, or preprocess again.")
+    check_fits_model(manifest, cfg.model_id, model_config, tokenizer, cfg.max_sequence_length)
 
 # %% ../nbs/07_train.ipynb #a0c1e5d1
 def _interpolate_rows(x:np.ndarray, at:np.ndarray)->np.ndarray:
@@ -131,9 +126,10 @@ class AugmentedRows(torch.utils.data.Dataset):
         return [self._augmented(i, r) for i, r in zip(indices, self.rows.__getitems__(list(indices)))]
 
 class AugmentationEpoch(TrainerCallback):
-    "Tells the augmented rows which epoch starts (a resumed one included): each epoch draws anew."
-    def __init__(self, rows:AugmentedRows): self.rows = rows # the training rows
-    def on_epoch_begin(self, args, state, control, **kwargs): self.rows.epoch = math.floor((state.epoch or 0) + 1e-6)
+    "Tells the augmented (or mixed) rows which epoch starts (a resumed one included): each epoch draws anew."
+    def __init__(self, *rows): self.rows = rows # the training rows: `AugmentedRows`, `MixedRows`
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        for r in self.rows: r.epoch = math.floor((state.epoch or 0) + 1e-6)
 
 # %% ../nbs/07_train.ipynb #a0c1e5e8
 BABBLE_CLIPS = 64 # training clips babble is made from
@@ -313,25 +309,33 @@ class OutputLock:
 
 # %% ../nbs/07_train.ipynb #057359dd
 def metrics_history(log_history:list, # the trainer's `state.log_history`
+                    eval_set:str|None=None, # a set of eval_sets (None: the training artifact's eval split)
                    )->tuple: # (training losses, evaluations): lists of dicts with a `step`
-    "The training losses and the evaluations, from the trainer's log history."
+    "The training losses and the evaluations of one eval split, from the trainer's log history."
+    prefix = f"eval_{eval_set}_" if eval_set else "eval_"
     losses = [{"step": h["step"], "loss": h["loss"]} for h in log_history if "loss" in h]
-    evals = [{"step": h["step"], **{k[5:]: v for k, v in h.items() if k.startswith("eval_")}} for h in log_history if "eval_wer" in h]
+    evals = [{"step": h["step"], **{k[len(prefix):]: v for k, v in h.items() if k.startswith(prefix)}}
+             for h in log_history if prefix + "wer" in h]
     return losses, evals
 
 # %% ../nbs/07_train.ipynb #057359df
 def plot_curves(log_history:list, # the trainer's `state.log_history`
                 path:Path, # the PNG to write
+                eval_sets:list=(), # names of further eval sets: one normalised-WER curve each
+                kept_step:int|None=None, # the saved model's step, marked by a vertical line (None: no mark)
                )->Path:
-    "Save a PNG of the training loss and the eval WER against step."
+    "Save a PNG of the training loss and the eval WER against step, one WER curve per eval set."
     import matplotlib; matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     losses, evals = metrics_history(log_history)
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))
     a.plot([l["step"] for l in losses], [l["loss"] for l in losses]); a.set(xlabel="step", ylabel="training loss", title="Loss")
-    for key, label in (("wer", "WER"), ("wer_normalized", "WER (normalised)")):
-        b.plot([e["step"] for e in evals], [100 * e[key] for e in evals if key in e], marker="o", label=label)
-    b.set(xlabel="step", ylabel="%", title="Eval WER"); b.legend()
+    curves = [(evals, "wer", "WER"), (evals, "wer_normalized", "WER (normalised)")]
+    curves += [(metrics_history(log_history, name)[1], "wer_normalized", f"{name} (normalised)") for name in eval_sets]
+    for points, key, label in curves:
+        b.plot([e["step"] for e in points if key in e], [100 * e[key] for e in points if key in e], marker="o", label=label)
+    if kept_step is not None: b.axvline(kept_step, color="grey", linestyle=":", label=f"saved (step {kept_step})")
+    b.set(xlabel="step", ylabel="%", title="Eval WER"); b.legend(fontsize="small")
     fig.tight_layout(); fig.savefig(path, dpi=100); plt.close(fig)
     return path
 
@@ -358,6 +362,10 @@ class TrainMetrics(JsonRecord):
     pushed_to: str|None = None # the Hub repository's URL, when pushed
     checks: dict = field(default_factory=dict) # hallucination on non-speech and language identification: {step_0, final}
     warnings: list = field(default_factory=list) # what got worse than at step 0 by more than forgetting_tolerance
+    kept: dict = field(default_factory=dict) # the saved model's step and why: {step, best_metric, value, reason}
+    last_step: dict|None = None # the last evaluated step's scores on the eval split (the saved model's when it is kept)
+    eval_sets: dict = field(default_factory=dict) # further eval sets: name -> {language, task, fingerprint, utterances, step_0, final, last_step, evaluations}
+    mixed: list = field(default_factory=list) # with mix_artifacts: each artifact trained on, {artifact_name, share, fingerprint, rows, rows_per_epoch, ...}
 
 # %% ../nbs/07_train.ipynb #057359e4
 def _long_form_note(manifest:Manifest)->str:
@@ -370,12 +378,38 @@ def _long_form_note(manifest:Manifest)->str:
 
 def _checks_note(metrics:TrainMetrics)->str:
     "The checks beyond WER, and the warnings, for the model card."
-    if not metrics.checks: return ""
+    warned = "".join(f"**Warning**: {w}.\n\n" for w in metrics.warnings)
+    if not metrics.checks: return warned
     s0, end = metrics.checks["step_0"], metrics.checks["final"]
+    sets = "".join(f"| language identified on {c['language_clips']} clips of {name} | {100 * s0.get('sets', {}).get(name, {}).get('language_accuracy', float('nan')):.0f} "
+                   f"| {100 * c['language_accuracy']:.0f} |\n" for name, c in end.get("sets", {}).items())
     note = (f"| check (%) | base model (step 0) | fine-tuned |\n|---|---|---|\n"
             f"| text written on {end['non_speech_clips']} non-speech clips | {100 * s0['hallucination_rate']:.0f} | {100 * end['hallucination_rate']:.0f} |\n"
-            f"| language identified on {end['language_clips']} eval clips | {100 * s0['language_accuracy']:.0f} | {100 * end['language_accuracy']:.0f} |\n\n")
-    return note + "".join(f"**Warning**: {w}.\n\n" for w in metrics.warnings)
+            f"| language identified on {end['language_clips']} eval clips | {100 * s0['language_accuracy']:.0f} | {100 * end['language_accuracy']:.0f} |\n{sets}\n")
+    return note + warned
+
+def _index_result(name:str, dataset:str, config:str, split:str, scores:dict)->dict:
+    "One result of a model card's model-index."
+    return {"task": {"type": "automatic-speech-recognition", "name": "Automatic Speech Recognition"},
+            "dataset": {"name": name, "type": dataset, "config": config, "split": split},
+            "metrics": [{"type": "wer", "value": round(100 * scores["wer"], 2), "name": "WER"},
+                        {"type": "wer", "value": round(100 * scores["wer_normalized"], 2), "name": "WER (normalised)"},
+                        {"type": "cer", "value": round(100 * scores["cer"], 2), "name": "CER"}]}
+
+def _sets_note(metrics:TrainMetrics, split:str)->str:
+    "The eval sets' normalised WER, step 0 and saved model, and which step was saved, for the model card."
+    kept = f"The saved model is step {metrics.kept['step']} of {metrics.steps}: {metrics.kept['reason']}.\n\n" if metrics.kept else ""
+    if not metrics.eval_sets: return kept
+    pct = lambda scores: f"{100 * scores['wer_normalized']:.2f}" if scores else "-"
+    rows = [f"| {split} (trained on) | {pct(metrics.step_0)} | {pct(metrics.final)} |"]
+    rows += [f"| {name} ({s['language']}, {s['utterances']} utterances) | {pct(s['step_0'])} | {pct(s['final'])} |" for name, s in metrics.eval_sets.items()]
+    return kept + "| eval set: WER normalised (%) | base model (step 0) | fine-tuned |\n|---|---|---|\n" + "\n".join(rows) + "\n\n"
+
+def _mix_note(metrics:TrainMetrics)->str:
+    "The artifacts the training rows were drawn from, for the model card."
+    if not metrics.mixed: return ""
+    return "Training rows drawn from: " + ", ".join(f"{m['artifact_name']} ({100 * m['share']:.0f}%, {m['language']}, fingerprint {m['fingerprint'][:16]})"
+                                                    for m in metrics.mixed) + ".\n\n"
 
 def model_card(cfg:TrainConfig, # the train job's parameters
                metrics:TrainMetrics, # the run's metrics, with step-0 scores
@@ -387,12 +421,9 @@ def model_card(cfg:TrainConfig, # the train job's parameters
     meta = {"language": [manifest.whisper_language], "tags": ["whisper", "automatic-speech-recognition", "asr-finetuner"],
             "base_model": cfg.model_id if not Path(cfg.model_id).exists() else None, "datasets": [cfg.dataset_name],
             "metrics": ["wer"], "pipeline_tag": "automatic-speech-recognition",
-            "model-index": [{"name": cfg.model_name, "results": [{
-                "task": {"type": "automatic-speech-recognition", "name": "Automatic Speech Recognition"},
-                "dataset": {"name": cfg.dataset_name, "type": cfg.dataset_name, "config": cfg.language_code, "split": split},
-                "metrics": [{"type": "wer", "value": round(100 * final["wer"], 2), "name": "WER"},
-                            {"type": "wer", "value": round(100 * final["wer_normalized"], 2), "name": "WER (normalised)"},
-                            {"type": "cer", "value": round(100 * final["cer"], 2), "name": "CER"}]}]}]}
+            "model-index": [{"name": cfg.model_name, "results": [_index_result(cfg.dataset_name, cfg.dataset_name, cfg.language_code, split, final)] + [
+                _index_result(name, s["dataset"] or name, language_code_of(s["language"]), s["split"], s["final"])
+                for name, s in metrics.eval_sets.items() if s.get("final")]}]}
     import yaml
     front = yaml.safe_dump({k: v for k, v in meta.items() if v is not None}, sort_keys=False, allow_unicode=True)
     rows = "\n".join(f"| {k} | {100 * zero[k]:.2f} | {100 * final[k]:.2f} |" for k in ("wer", "wer_normalized", "cer", "repetition_rate"))
@@ -401,7 +432,7 @@ def model_card(cfg:TrainConfig, # the train job's parameters
             f"| metric (%) on {split} | base model (step 0) | fine-tuned |\n|---|---|---|\n{rows}\n\n"
             f"Training: learning rate {cfg.learning_rate}, batch {cfg.train_batch_size} x {cfg.grad_accum_steps} accumulation, "
             f"{cfg.warmup_steps} warm-up steps, precision {metrics.precision}; artifact {cfg.artifact_name} "
-            f"(fingerprint {manifest.fingerprint[:16]}).\n\n{_long_form_note(manifest)}\n\n{_checks_note(metrics)}"
+            f"(fingerprint {manifest.fingerprint[:16]}).\n\n{_mix_note(metrics)}{_sets_note(metrics, split)}{_long_form_note(manifest)}\n\n{_checks_note(metrics)}"
             "```python\nfrom transformers import pipeline\nasr = pipeline(\"automatic-speech-recognition\", model=\"" + cfg.model_name + "\")\n```\n")
 
 # %% ../nbs/07_train.ipynb #4b1e2a72
@@ -410,30 +441,36 @@ def finish_wandb_run(metrics:TrainMetrics, # the train job's metrics
     "Put the step-0 and final scores in the W&B run's summary and finish the run, so the next job starts its own."
     import wandb
     if wandb.run is None: return
-    scores = {f"final/{k}": v for k, v in metrics.final.items()}
-    if metrics.step_0: scores.update({f"step_0/{k}": v for k, v in metrics.step_0.items() if k != "step"})
-    for when, checks in metrics.checks.items(): scores.update({f"checks/{when}/{k}": v for k, v in checks.items()})
-    if metrics.warnings: scores["warnings"] = "; ".join(metrics.warnings)
-    wandb.run.summary.update(scores)
+    wandb.run.summary.update(wandb_summary(metrics))
     wandb.finish()
 
-# %% ../nbs/07_train.ipynb #4f58a5ee
-TRAINING_COLUMNS = ("log_mel_frames", "labels", "prompt_ids", "duration", "text", "source") # what the collator and the reports read
+def _flat(prefix:str, d:dict)->dict:
+    "A nested dict as one level of `prefix/key/...` keys."
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict): out.update(_flat(f"{prefix}/{k}", v))
+        elif not isinstance(v, list): out[f"{prefix}/{k}"] = v
+    return out
 
+def wandb_summary(metrics:TrainMetrics, # the train job's metrics
+                 )->dict: # W&B summary keys and values
+    "Step-0, saved-model and last-step scores (eval sets included), checks, the kept step, the mix and the warnings."
+    scores = {**_flat("final", metrics.final), **_flat("step_0", metrics.step_0 or {}), **_flat("last_step", metrics.last_step or {}),
+              **_flat("checks", metrics.checks), **_flat("kept", metrics.kept)}
+    for name, s in metrics.eval_sets.items():
+        scores.update(_flat(f"sets/{name}", {k: s[k] for k in ("step_0", "final", "last_step", "language", "fingerprint", "utterances") if s.get(k) is not None}))
+    for m in metrics.mixed: scores.update(_flat(f"mixed/{m['artifact_name']}", {k: m[k] for k in ("share", "fingerprint", "rows")}))
+    if metrics.warnings: scores["warnings"] = "; ".join(metrics.warnings)
+    return {k: v for k, v in scores.items() if not k.endswith("/step") or k.startswith("kept")}
+
+# %% ../nbs/07_train.ipynb #4f58a5ee
 def load_training_data(cfg:TrainConfig, # the train job's parameters
                        dd, # the artifact's splits: a `DatasetDict` with train and eval
                       )->tuple: # (train rows, eval rows, {split: rows filtered for their label length})
     "The train and eval splits, capped, with labels longer than `max_sequence_length` filtered and counted."
-    # keep_in_memory: `datasets` would otherwise write its index caches into the artifact's folder
-    splits, counts = {}, {}
-    caps = {"train": cfg.max_train_samples, "eval": cfg.max_eval_samples}
-    for split in ("train", "eval"):
-        kept = dd[split].filter(lambda ls: [len(l) <= cfg.max_sequence_length for l in ls], input_columns="labels",
-                                batched=True, keep_in_memory=True)
-        counts[split] = len(dd[split]) - len(kept)
-        splits[split] = seeded_subset(kept, caps[split], cfg.seed).with_format(
-            type="numpy", columns=[c for c in TRAINING_COLUMNS if c in kept.column_names])
-    return splits["train"], splits["eval"], counts
+    (train, n_train), (ev, n_eval) = (usable_rows(dd[s], cfg.max_sequence_length, cap, cfg.seed)
+                                      for s, cap in (("train", cfg.max_train_samples), ("eval", cfg.max_eval_samples)))
+    return train, ev, {"train": n_train, "eval": n_eval}
 
 # %% ../nbs/07_train.ipynb #4f58a5f1
 @dataclass
@@ -451,6 +488,9 @@ class TrainingRun:
     precision: str # bf16, fp16 or fp32
     filtered: dict # rows filtered for their label length, per split
     train_seconds_per_row: float # mean audio seconds of a training row (a clip, or a packed window)
+    eval_sets: dict = field(default_factory=dict) # further eval sets: name -> `EvalSet`
+    best: dict|None = None # the best step's record (`BestStep.record`; None: best_metric=last)
+    mixed: list = field(default_factory=list) # with mix_artifacts: what `metrics.json` records of each artifact trained on
 
 def train(config:TrainConfig|None=None, # the job's parameters as an object, or give them as keyword arguments
           callbacks:list|None=None, # extra `TrainerCallback`s (progress displays, monitors): code, so not a parameter
@@ -464,33 +504,59 @@ def train(config:TrainConfig|None=None, # the job's parameters as an object, or 
 
 LANGUAGE_CHECK_CLIPS = 64 # eval clips the language identification check looks at
 
+def _frames_of(rows, n:int, seed:int)->list:
+    "The stored frames of a seeded subset of `n` rows."
+    return [np.asarray(f) for f in seeded_subset(rows, n, seed)["log_mel_frames"]]
+
+def mixed_training_rows(cfg:TrainConfig, # the train job's parameters
+                        manifest:Manifest, # the training artifact's manifest
+                        train_rows, # the training artifact's training rows
+                        model_config, # the model's `WhisperConfig`
+                        tokenizer, # the model's tokenizer
+                       )->tuple: # (the rows to train on, what metrics.json records of the mix: [] without one)
+    "The training rows, with the shares of `mix_artifacts` drawn from other artifacts by quota."
+    if not cfg.mix_artifacts: return train_rows, []
+    rows, sources = load_mix_sources(cfg, model_config, tokenizer)
+    shares = [1 - sum(s.share for s in sources)] + [s.share for s in sources]
+    mixed = MixedRows([train_rows, *rows], shares, cfg.seed)
+    record = [{"artifact_name": cfg.artifact_name, "share": shares[0], "fingerprint": manifest.fingerprint, "language": manifest.language,
+               "task": manifest.task, "rows": len(train_rows), "filtered": 0}] + [dataclasses.asdict(s) for s in sources]
+    return mixed, [{**r, "rows_per_epoch": int(n)} for r, n in zip(record, mixed.per_epoch)]
+
 def _train(cfg:TrainConfig, out:Path, callbacks:list)->TrainMetrics|None:
     dd, manifest = load_artifact(cfg.artifact_name, cfg.artifacts_dir)
     processor = load_processor(cfg.model_id)
     model = prepare_model(cfg)
     check_artifact_fits(manifest, cfg, model.config, processor.tokenizer)
     train_rows, eval_rows, filtered = load_training_data(cfg, dd)
+    eval_sets = load_eval_sets(cfg, model.config, processor.tokenizer)
+    data, mixed = mixed_training_rows(cfg, manifest, train_rows, model.config, processor.tokenizer)
     precision = resolve_precision(cfg.precision)
     last = get_last_checkpoint(str(out)) if cfg.resume and out.is_dir() else None
     window = 2 * model.config.max_source_positions
     augment = make_augmentation(cfg, processor, train_rows, window)
-    train_dataset = AugmentedRows(train_rows, augment, cfg.seed) if augment.active else train_rows
-    if augment.active: callbacks = [AugmentationEpoch(train_dataset)] + callbacks
-    language_clips = [np.asarray(f) for f in seeded_subset(eval_rows, LANGUAGE_CHECK_CLIPS, cfg.seed)["log_mel_frames"]]
-    callbacks = [GuardrailChecks(processor, language_clips, cfg.language, cfg.task, min(64, cfg.generation_max_length))] + callbacks
+    train_dataset = AugmentedRows(data, augment, cfg.seed) if augment.active else data
+    drawn = [d for d in {id(data): data, id(train_dataset): train_dataset}.values() if isinstance(d, (MixedRows, AugmentedRows))]
+    if drawn: callbacks = [AugmentationEpoch(*drawn)] + callbacks
+    language_clips = _frames_of(eval_rows, LANGUAGE_CHECK_CLIPS, cfg.seed)
+    other_sets = {n: (_frames_of(s.rows, LANGUAGE_CHECK_CLIPS, cfg.seed), s.language) for n, s in eval_sets.items()}
+    callbacks = [GuardrailChecks(processor, language_clips, cfg.language, cfg.task, min(64, cfg.generation_max_length),
+                                 other_sets, pause_clips(language_clips))] + callbacks
+    best = BestStep(out / BEST_FOLDER, best_metric_key(cfg.best_metric), resume=last is not None) if cfg.best_metric != "last" else None
+    if best: callbacks = [best] + callbacks  # before the checks: they look at the model that is saved
     if cfg.wandb: os.environ.setdefault("WANDB_PROJECT", cfg.wandb_project)
-    trainer = Seq2SeqTrainer(model=model, args=training_arguments(cfg, out, precision, resume=last is not None),
-                             train_dataset=train_dataset,
-                             eval_dataset=eval_rows, data_collator=WhisperCollator(window, model.config.decoder_start_token_id,
-                                                                                   pad_token_id=model.config.pad_token_id,
-                                                                                   max_target_positions=model.config.max_target_positions),
-                             processing_class=processor, compute_metrics=make_compute_metrics(processor.tokenizer),
-                             callbacks=[FinalStepCallback()] + ([WandbArtifactCallback(manifest)] if cfg.wandb else []) + callbacks)
+    trainer = MultiSetTrainer(model=model, args=training_arguments(cfg, out, precision, resume=last is not None),
+                              train_dataset=train_dataset, eval_dataset=eval_rows, eval_sets=eval_sets,
+                              data_collator=WhisperCollator(window, model.config.decoder_start_token_id,
+                                                            pad_token_id=model.config.pad_token_id,
+                                                            max_target_positions=model.config.max_target_positions),
+                              processing_class=processor, compute_metrics=make_compute_metrics(processor.tokenizer),
+                              callbacks=[FinalStepCallback()] + ([WandbArtifactCallback(manifest)] if cfg.wandb else []) + callbacks)
     train_output = trainer.train(resume_from_checkpoint=last)
     start = time.time()
     predictions = trainer.predict(eval_rows, metric_key_prefix="final").predictions
     run = TrainingRun(cfg, out, trainer, processor, manifest, eval_rows, predictions, time.time() - start, train_output,
-                      precision, filtered, float(np.mean(train_rows["duration"])))
+                      precision, filtered, float(np.mean(train_rows["duration"])), eval_sets, best.record if best else None, mixed)
     if not trainer.is_world_process_zero(): return None
     metrics = save_outputs(run)
     if cfg.push_to_hub:
@@ -518,6 +584,8 @@ def run_metrics(run:TrainingRun, # the finished training
     final = asr_metrics(hyps, [str(t) for t in run.eval_rows["text"]])
     audio_seconds = float(np.sum(run.eval_rows["duration"]))
     checks = check_history(run.trainer.state.log_history)
+    kept, kept_warnings = kept_step(run.cfg, run.trainer.state.log_history, run.best, run.trainer.state.global_step)
+    sets = {name: set_scores(run.trainer.state.log_history, name, kept["step"], s.describe()) for name, s in run.eval_sets.items()}
     return TrainMetrics(
         model_name=run.cfg.model_name, steps=run.trainer.state.global_step, precision=run.precision,
         step_0=evals[0] if evals and evals[0]["step"] == 0 else None, evaluations=evals,
@@ -529,7 +597,40 @@ def run_metrics(run:TrainingRun, # the finished training
         eval_real_time_factor=run.eval_seconds / audio_seconds if audio_seconds else None,
         eval_utterances=len(run.eval_rows), filtered_long_labels=run.filtered, peak_memory_mb=round(_peak_memory_mb(), 1),
         artifact_fingerprint=run.manifest.fingerprint, checks=checks,
-        warnings=forgetting_warnings(checks, run.cfg.forgetting_tolerance))
+        warnings=kept_warnings + forgetting_warnings(checks, run.cfg.forgetting_tolerance, sets),
+        kept=kept, last_step=evals[-1] if evals else None, eval_sets=sets, mixed=run.mixed)
+
+def _evaluations_of(log_history:list, key:str)->list:
+    "(step, value) of every evaluation that has `key`."
+    return [(h["step"], h[key]) for h in log_history if key in h]
+
+def kept_step(cfg:TrainConfig, # the train job's parameters
+              log_history:list, # the trainer's `state.log_history`
+              best:dict|None, # `BestStep.record` (None: best_metric=last, or nothing evaluated after step 0)
+              last_step:int, # the last step trained
+             )->tuple: # ({step, best_metric, value, reason}, [warning])
+    "Which step the saved model is, why, and a warning when the base model scored better than every fine-tuned step."
+    if best is None:
+        why = "best_metric=last" if cfg.best_metric == "last" else f"no fine-tuned step has {cfg.best_metric} scores"
+        return {"step": last_step, "best_metric": cfg.best_metric, "value": None, "reason": f"the last step ({why})"}, []
+    tried = [(s, v) for s, v in _evaluations_of(log_history, best["key"]) if s > 0]
+    kept = {"step": best["step"], "best_metric": cfg.best_metric, "value": best["value"],
+            "reason": f"lowest {cfg.best_metric} ({100 * best['value']:.2f}%) of {len({s for s, _ in tried})} evaluated fine-tuned steps"}
+    base = [v for s, v in _evaluations_of(log_history, best["key"]) if s == 0]
+    if base and base[0] < best["value"]:
+        return kept, [f"the base model (step 0) scored better on {cfg.best_metric} ({100 * base[0]:.2f}%) than every fine-tuned step; "
+                      f"the best of them, step {best['step']} ({100 * best['value']:.2f}%), is saved"]
+    return kept, []
+
+def set_scores(log_history:list, # the trainer's `state.log_history`
+               name:str, # a set of eval_sets
+               kept:int, # the saved model's step
+               described:dict, # `EvalSet.describe()`
+              )->dict: # {language, task, ..., step_0, final, last_step, evaluations}
+    "A further eval set's scores: at step 0, at the saved model's step (final), at the last step, and every evaluation."
+    _, evals = metrics_history(log_history, name)
+    at = lambda step: next(({k: v for k, v in e.items() if k != "step"} for e in evals if e["step"] == step), None)
+    return {**described, "step_0": at(0), "final": at(kept), "last_step": evals[-1] if evals else None, "evaluations": evals}
 
 def save_outputs(run:TrainingRun, # the finished training
                 )->TrainMetrics: # as written to metrics.json
@@ -542,29 +643,49 @@ def save_outputs(run:TrainingRun, # the finished training
     _write_predictions(out / "predictions.jsonl", run.eval_rows, hyps)
     metrics = run_metrics(run, hyps)
     metrics.write(out / "metrics.json")
-    plot_curves(run.trainer.state.log_history, out / "training_curves.png")
+    plot_curves(run.trainer.state.log_history, out / "training_curves.png", list(run.eval_sets), metrics.kept.get("step"))
+    if run.best and run.best["step"] == metrics.steps:  # the last step is saved: the folder has its weights, the copy can go
+        (out / BEST_FOLDER / run.best["weights"]).unlink(missing_ok=True)
     if metrics.step_0: (out / "README.md").write_text(model_card(cfg, metrics, run.manifest), encoding="utf-8")
     speed = (f"; trained on {metrics.train_samples_per_second:.2f} rows/s, {metrics.train_audio_seconds_per_second:.1f} s of audio/s"
              if metrics.train_audio_seconds_per_second else "")
     print(f"Model {cfg.model_name} saved to {out}: WER {100 * metrics.final['wer']:.1f}% "
-          + (f"(step 0: {100 * metrics.step_0['wer']:.1f}%)" if metrics.step_0 else "") + speed + checks_summary(metrics.checks)
+          + (f"(step 0: {100 * metrics.step_0['wer']:.1f}%)" if metrics.step_0 else "") + speed
+          + f"\n  saved step {metrics.kept['step']}: {metrics.kept['reason']}" + sets_summary(metrics.eval_sets) + checks_summary(metrics.checks)
           + "".join(f"\n  WARNING: {w}" for w in metrics.warnings))
     for w in metrics.warnings: warnings.warn(f"{cfg.model_name}: {w}", stacklevel=2)
     return metrics
 
 def forgetting_warnings(checks:dict, # `TrainMetrics.checks`
                         tolerance:float, # points (forgetting_tolerance)
+                        eval_sets:dict|None=None, # `TrainMetrics.eval_sets`
                        )->list: # one sentence per check that got worse by more than `tolerance` points
     "What the fine-tune made worse than the base model, beyond the tolerance."
-    if not checks or checks["step_0"]["step"] != 0: return []
-    s0, end, out = checks["step_0"], checks["final"], []
+    out = []
+    for name, s in (eval_sets or {}).items():
+        if s.get("step_0") and s.get("final") and 100 * (s["final"]["wer_normalized"] - s["step_0"]["wer_normalized"]) > tolerance:
+            out.append(f"WER (normalised) on {name} rose from {100 * s['step_0']['wer_normalized']:.1f}% to "
+                       f"{100 * s['final']['wer_normalized']:.1f}% (tolerance {tolerance:g} points)")
+    if not checks or checks["step_0"]["step"] != 0: return out
+    s0, end = checks["step_0"], checks["final"]
     rose = 100 * (end["hallucination_rate"] - s0["hallucination_rate"])
     if rose > tolerance: out.append(f"text on non-speech clips rose from {100 * s0['hallucination_rate']:.0f}% to "
                                     f"{100 * end['hallucination_rate']:.0f}% (tolerance {tolerance:g} points)")
     fell = 100 * (s0["language_accuracy"] - end["language_accuracy"])
     if fell > tolerance: out.append(f"language identification fell from {100 * s0['language_accuracy']:.0f}% to "
                                     f"{100 * end['language_accuracy']:.0f}% (tolerance {tolerance:g} points)")
+    for name, c in end.get("sets", {}).items():
+        before = s0.get("sets", {}).get(name, {}).get("language_accuracy")
+        if before is not None and 100 * (before - c["language_accuracy"]) > tolerance:
+            out.append(f"language identification on {name} fell from {100 * before:.0f}% to "
+                       f"{100 * c['language_accuracy']:.0f}% (tolerance {tolerance:g} points)")
     return out
+
+def sets_summary(eval_sets:dict, # `TrainMetrics.eval_sets`
+                )->str: # a line per set ("" without eval sets)
+    "Each further eval set's normalised WER, step 0 -> saved model."
+    pct = lambda s: f"{100 * s['wer_normalized']:.1f}%" if s else "-"
+    return "".join(f"\n  {name} ({s['language']}): WER (normalised) {pct(s['step_0'])} -> {pct(s['final'])}" for name, s in eval_sets.items())
 
 def checks_summary(checks:dict, # `TrainMetrics.checks`
                   )->str: # a line for the summary ("" when no check ran)
@@ -572,11 +693,12 @@ def checks_summary(checks:dict, # `TrainMetrics.checks`
     if not checks: return ""
     s0, end = checks["step_0"], checks["final"]
     pct = lambda k: f"{100 * s0[k]:.0f}% -> {100 * end[k]:.0f}%" if s0["step"] == 0 else f"{100 * end[k]:.0f}%"
+    sets = "".join(f"; on {name}: {100 * c['language_accuracy']:.0f}%" for name, c in end.get("sets", {}).items())
     return (f"\n  text written on non-speech clips: {pct('hallucination_rate')} of {end['non_speech_clips']}; "
-            f"language identified: {pct('language_accuracy')} of {end['language_clips']} eval clips")
+            f"language identified: {pct('language_accuracy')} of {end['language_clips']} eval clips{sets}")
 
 # %% ../nbs/07_train.ipynb #ac3c0dcf
-PUSH_IGNORE = ["checkpoint-*", "checkpoint-*/**", ".lock", "runs/**", "wandb/**"]
+PUSH_IGNORE = ["checkpoint-*", "checkpoint-*/**", ".lock", "runs/**", "wandb/**", f"{BEST_FOLDER}/**"]
 
 def push_model(folder:Path, # the model folder
                repo_id:str, # Hub repository, e.g. "user/whisper-small-it"

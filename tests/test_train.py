@@ -44,6 +44,14 @@ def overfit_artifact(arts, tiny_model_dir, sample_dir, tmp_path_factory):
     return "it-overfit", str(d / "m.csv")
 
 
+@pytest.fixture(scope="module")
+def english_artifact(arts, tiny_model_dir, sample_dir):
+    "The sample again, labelled as English: an eval set decoded in another language, and rows to mix in."
+    preprocess(artifact_name="en-small", model_id=str(tiny_model_dir), dataset_name=str(sample_dir), language="English",
+               max_train_samples=16, max_eval_samples=8, artifacts_dir=str(arts), num_proc=1)
+    return "en-small"
+
+
 def params(tiny_model_dir, sample_dir, arts, out, **kw):
     base = dict(model_name="tiny-it", model_id=str(tiny_model_dir), dataset_name=str(sample_dir), artifact_name="it-small",
                 artifacts_dir=str(arts), output_dir=str(out), max_steps=6, eval_steps=3, save_steps=3, logging_steps=1,
@@ -98,7 +106,7 @@ def test_artifact_that_does_not_fit_is_refused(tmp_path, tiny_model_dir, tiny_mo
         train(**{**p, "language": "de"})
     with pytest.raises(InputError, match="was made with task='transcribe'"):
         train(**{**p, "task": "translate"})
-    with pytest.raises(InputError, match="above the artifact's"):
+    with pytest.raises(InputError, match="above artifact it-small's"):
         train(**{**p, "max_sequence_length": 300})
     with pytest.raises(InputError, match="run the preprocess job"):
         train(**{**p, "artifact_name": "missing"})
@@ -201,7 +209,8 @@ def test_ddp_with_two_cpu_processes(tmp_path, tiny_model_dir, sample_dir, arts, 
     assert m.steps == 4 and [e["step"] for e in m.evaluations] == [0, 2, 4]
     preds = [json.loads(l) for l in (out / "predictions.jsonl").read_text().splitlines()]
     assert len(preds) == 8 and len({x["source"] for x in preds}) == 8  # every eval clip once, none twice
-    assert abs(m.evaluations[-1]["wer"] - m.final["wer"]) < 1e-9  # the ranks' gathered eval agrees with the final one
+    kept = next(e for e in m.evaluations if e["step"] == m.kept["step"])  # the best step, loaded back on both ranks
+    assert abs(kept["wer"] - m.final["wer"]) < 1e-9  # the ranks' gathered eval agrees with the final one
     state = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())
     assert state["train_batch_size"] == 2 and state["global_step"] == 4
 
@@ -267,3 +276,100 @@ def test_augmentation_changes_training_batches_and_not_evaluation(tmp_path, tiny
         assert scores(plain) == scores(augmented), name  # the same model scored on the same, unaugmented, evaluation batches
         assert len(seen) == len(plain_inputs) == 3 and all(a != b for a, b in zip(seen, plain_inputs)), name  # every training batch changed
     assert json.loads((tmp_path / "masks" / "config.json").read_text())["apply_spec_augment"] is True  # the model says how it was trained
+
+
+def weights_digest(model)->str:
+    import hashlib
+    h = hashlib.sha1()
+    for name, p in sorted(model.state_dict().items()): h.update(name.encode()); h.update(p.detach().cpu().float().numpy().tobytes())
+    return h.hexdigest()
+
+
+def test_eval_sets_and_the_best_step(tmp_path, tiny_model_dir, sample_dir, arts, sample_artifact, english_artifact, overfit_artifact, monkeypatch):
+    """Two further eval sets, in two languages, scored at every evaluation into metrics.json, the card and W&B (offline);
+    the saved model is the best evaluated step's weights, and the last checkpoint stays for a re-run."""
+    from transformers import TrainerCallback
+    from asr_finetuner.whisper import load_model
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path)); monkeypatch.setenv("WANDB_SILENT", "true")
+    import wandb; wandb.teardown()
+    weights = {}
+    class Weights(TrainerCallback):  # what the model is at each evaluation
+        def on_evaluate(self, args, state, control, model=None, **kw): weights[state.global_step] = weights_digest(model)
+    out = tmp_path / "out"
+    m = train(**params(tiny_model_dir, sample_dir, arts, out, max_steps=6, eval_steps=2, save_steps=4, generation_max_length=8,
+                       eval_sets=f"{english_artifact},it-overfit", wandb=True), callbacks=[Weights()])
+    assert list(m.eval_sets) == ["en-small", "it-overfit"]
+    assert (m.eval_sets["en-small"]["language"], m.eval_sets["it-overfit"]["language"]) == ("English", "Italian")
+    for s in m.eval_sets.values():
+        assert [e["step"] for e in s["evaluations"]] == [0, 2, 4, 6] and s["step_0"]["wer"] > 0.5
+        assert set(s["final"]) >= {"wer", "wer_normalized", "cer", "repetition_rate"}
+    # the English set is decoded in English: its labels start with <|en|>, so a forced <|it|> would be scored as wrong
+    assert m.eval_sets["en-small"]["utterances"] == 8 and m.eval_sets["it-overfit"]["utterances"] == 4
+    # the best step: the first lowest normalised WER among the fine-tuned steps, its weights saved
+    tried = [e for e in m.evaluations if e["step"] > 0]
+    best = min(tried, key=lambda e: e["wer_normalized"])
+    assert m.kept["step"] == best["step"] and m.kept["best_metric"] == "wer_normalized"
+    assert json.loads((out / "best-step" / "best.json").read_text())["step"] == best["step"]
+    assert weights_digest(load_model(out)) == weights[best["step"]]
+    assert weights[6] != weights[2]  # the steps' weights differ: the comparison above can tell them apart
+    assert {k: m.final[k] for k in ("wer", "cer")} == {k: best[k] for k in ("wer", "cer")}  # final: the saved model's scores
+    assert m.last_step["step"] == 6 and m.eval_sets["en-small"]["final"]["wer"] == next(e["wer"] for e in m.eval_sets["en-small"]["evaluations"] if e["step"] == best["step"])
+    assert [p.name for p in out.glob("checkpoint-*")] == ["checkpoint-6"]  # the last checkpoint stays for a re-run
+    assert m.checks["final"]["sets"]["en-small"]["language_clips"] == 8 and "language_accuracy" in m.checks["step_0"]["sets"]["it-overfit"]
+    card = (out / "README.md").read_text()
+    import yaml
+    results = yaml.safe_load(card.split("---")[1])["model-index"][0]["results"]
+    assert [r["dataset"]["name"] for r in results] == [str(sample_dir), "en-small", "it-overfit"]
+    assert [r["dataset"]["config"] for r in results] == ["it", "en", "it"]
+    assert f"The saved model is step {best['step']} of 6" in card and "| en-small (English, 8 utterances) |" in card
+    logged = b"".join(p.read_bytes() for p in (tmp_path / "wandb").glob("offline-run-*/**/*.wandb"))
+    assert b"eval/en-small_wer" in logged and b"sets/it-overfit/final/wer" in logged and b"kept/step" in logged
+    assert TrainMetrics.read(out / "metrics.json") == m
+
+
+def training_batches(monkeypatch)->list:
+    "Record a digest of each training batch the model reads: features (after augmentation) and labels."
+    import hashlib
+    import asr_finetuner.train as tr
+    seen, real = [], tr.prepare_model
+    def prepare(cfg):
+        model = real(cfg)
+        def hook(module, args, kwargs):
+            if module.training:
+                seen.append(hashlib.sha1(kwargs["input_features"].numpy().tobytes() + kwargs["labels"].numpy().tobytes()).hexdigest())
+        model.register_forward_pre_hook(hook, with_kwargs=True)
+        return model
+    monkeypatch.setattr(tr, "prepare_model", prepare)
+    return seen
+
+
+def test_mixed_training_draws_its_shares_and_resumes_exactly(tmp_path, tiny_model_dir, sample_dir, arts, sample_artifact, english_artifact, monkeypatch):
+    "A quarter of the rows from another artifact (another language): exact shares per epoch, within 2 points over 10,000 shuffled draws, exact resume."
+    import torch
+    from transformers import TrainerCallback
+    from asr_finetuner.artifacts import load_artifact
+    from asr_finetuner.sets import MixedRows
+    p = params(tiny_model_dir, sample_dir, arts, tmp_path / "straight", max_steps=6, save_steps=3, eval_steps=1000,
+               generation_max_length=4, mix_artifacts=f"{english_artifact}:0.25", speed_perturbation=0.1)
+    seen = training_batches(monkeypatch)
+    m = train(**p)
+    straight = list(seen)
+    assert [(x["artifact_name"], x["share"], x["rows"], x["rows_per_epoch"]) for x in m.mixed] == [("it-small", 0.75, 32, 32), ("en-small", 0.25, 16, 11)]
+    assert m.mixed[1]["fingerprint"] == load_artifact("en-small", arts)[1].fingerprint and m.mixed[1]["language"] == "English"
+    # the trainer's shuffled sampler over as many epochs as 10,000 draws take: each share within 2 points
+    dd = {n: load_artifact(n, arts)[0]["train"].with_format("numpy") for n in ("it-small", "en-small")}
+    mixed = MixedRows([dd["it-small"], dd["en-small"]], [0.75, 0.25], seed=42)
+    sampler, drawn = torch.utils.data.RandomSampler(mixed, generator=torch.Generator().manual_seed(42)), []
+    while len(drawn) < 10_000: drawn += list(sampler)
+    assert abs(mixed.drawn_shares(drawn[:10_000])[1] - 0.25) < 0.02
+    english = sum(int(r["labels"][1]) == 50259 for r in mixed.__getitems__(list(range(len(mixed)))))  # <|en|> after <|startoftranscript|>
+    assert english == 11  # one epoch: the quota exactly
+    # stopped after its checkpoint at step 3 and run again: it resumes and reads what the straight run read
+    class StopAt3(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step == 3: control.should_training_stop = True
+    seen.clear()
+    stopped = {**p, "output_dir": str(tmp_path / "stopped")}
+    train(**stopped, callbacks=[StopAt3()])
+    train(**stopped)
+    assert len(straight) == 6 and seen == straight
