@@ -12,7 +12,7 @@ import pandas as pd
 from .audio import AudioError, load_audio
 
 # %% auto #0
-__all__ = ['SCORES', 'splits_table', 'scores_table', 'eval_table', 'worst_predictions', 'show_worst']
+__all__ = ['SCORES', 'splits_table', 'scores_table', 'guardrails_table', 'eval_table', 'worst_predictions', 'show_worst']
 
 # %% ../nbs/10_reports.ipynb #70195c88
 def splits_table(manifest, # the preprocess job's `Manifest`
@@ -30,6 +30,24 @@ def scores_table(metrics, # the train job's `TrainMetrics`
     "The base model's scores (step 0) beside the fine-tuned model's, in %."
     cols = {"step 0 (base model)": metrics.step_0 or {}, "fine-tuned": metrics.final}
     return pd.DataFrame({c: {k: round(100 * v[k], 2) for k in SCORES if k in v} for c, v in cols.items()})
+
+# %% ../nbs/10_reports.ipynb #e7a1c0e1
+def guardrails_table(metrics, # the train job's `TrainMetrics`
+                    )->pd.DataFrame: # rows: WER of each eval set, the checks; columns: step 0, saved model, last step (%)
+    "Normalised WER of every eval set and the checks beyond WER, at step 0, for the saved model and at the last step, in %."
+    pct = lambda v: None if v is None else round(100 * v, 2)
+    wer = lambda s: pct(s["wer_normalized"]) if s else None
+    kept, last = metrics.kept.get("step", metrics.steps), metrics.steps
+    cols = ("step 0 (base model)", f"saved (step {kept})", f"last step ({last})")
+    rows = {"WER normalised: trained-on eval split": (wer(metrics.step_0), wer(metrics.final), wer(metrics.last_step))}
+    rows.update({f"WER normalised: {n} ({s['language']})": (wer(s["step_0"]), wer(s["final"]), wer(s["last_step"])) for n, s in metrics.eval_sets.items()})
+    if metrics.checks:  # run at step 0 and on the saved model
+        c0, c1 = metrics.checks["step_0"], metrics.checks["final"]
+        rows["text on non-speech clips"] = (pct(c0["hallucination_rate"]), pct(c1["hallucination_rate"]), None)
+        rows["language identified: trained-on eval split"] = (pct(c0["language_accuracy"]), pct(c1["language_accuracy"]), None)
+        rows.update({f"language identified: {n}": (pct(c0.get("sets", {}).get(n, {}).get("language_accuracy")), pct(c["language_accuracy"]), None)
+                     for n, c in c1.get("sets", {}).items()})
+    return pd.DataFrame(rows, index=cols).T
 
 # %% ../nbs/10_reports.ipynb #e7a1c0d3
 def eval_table(metrics, # the evaluate job's `EvalMetrics` (its metrics.json)

@@ -79,13 +79,17 @@ def main(out_dir:Path=JOBS, # folder to write preprocess.ipynb, train.ipynb and 
             "from IPython.display import Image\n"
             "from asr_finetuner.config import TrainConfig, make_config\n"
             "from asr_finetuner.train import train\n"
-            "from asr_finetuner.reports import scores_table, show_worst",
+            "from asr_finetuner.reports import guardrails_table, scores_table, show_worst",
             "MD:The parameters, validated (an invalid one stops here with a message that says what to fix):",
             "config = make_config(TrainConfig, **{name: globals()[name] for name in TrainConfig.help()})\nconfig",
             "metrics = train(config)",
             "MD:Scores of the base model (step 0) and of the fine-tuned model, in %:",
             "scores_table(metrics)",
             "Image(str(config.resolved_output_dir / 'training_curves.png'))",
+            "MD:Beyond the training split (what fine-tuning may have broken): each eval set's WER, text written on non-speech "
+            "clips and language identification, at step 0, for the saved model (best_metric's step) and at the last step, in %:",
+            "print(f\"Saved: step {metrics.kept['step']}, {metrics.kept['reason']}\" + ''.join(f'\\nWARNING: {w}' for w in metrics.warnings))\n"
+            "guardrails_table(metrics)",
             "MD:The worst predictions of the final evaluation:",
             "show_worst(config.resolved_output_dir, n=5)",
         ]),
