@@ -12,10 +12,11 @@ from typing import Any, Optional, Union
 import yaml
 
 # %% auto #0
-__all__ = ['TASKS', 'LANGUAGES', 'TO_LANGUAGE_CODE', 'REQUIRED', 'MAX_LABEL_TOKENS', 'PRECISIONS', 'NOISE_TYPES', 'BEST_METRICS',
-           'OUTPUT_FORMATS', 'SUBTITLE_FORMATS', 'InputError', 'language_name', 'language_code_of', 'param', 'coerce',
-           'JobConfig', 'PreprocessConfig', 'TrainConfig', 'EvaluateConfig', 'TranscribeConfig', 'read_config_file',
-           'make_config', 'save_config']
+__all__ = ['TASKS', 'LANGUAGES', 'TO_LANGUAGE_CODE', 'REQUIRED', 'MAX_LABEL_TOKENS', 'PRECISIONS', 'BACKENDS',
+           'EXPORT_QUANTIZATIONS', 'NOISE_TYPES', 'BEST_METRICS', 'OUTPUT_FORMATS', 'SUBTITLE_FORMATS', 'InputError',
+           'language_name', 'language_code_of', 'param', 'coerce', 'JobConfig', 'PreprocessConfig', 'export_targets',
+           'TrainConfig', 'EvaluateConfig', 'TranscribeConfig', 'ExportConfig', 'read_config_file', 'make_config',
+           'save_config']
 
 # %% ../nbs/00_config.ipynb #f8dcbd1e
 class InputError(ValueError):
@@ -213,6 +214,22 @@ class PreprocessConfig(JobConfig):
 
 # %% ../nbs/00_config.ipynb #8134101c
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+BACKENDS = ("transformers", "ctranslate2", "ggml") # what runs a model: transformers, or an exported model's runtime
+EXPORT_QUANTIZATIONS = {"ctranslate2": ("int8", "float32", "float16", "int8_float16", "int8_float32"), # the first: the default
+                        "ggml": ("f16", "f32", "q8_0", "q5_0")}
+
+def export_targets(values:list, # FORMAT or FORMAT:QUANTIZATION items, e.g. ["ctranslate2:int8", "ggml"]
+                  )->list: # [(format, quantization)], the format's default quantization where none is given
+    "Parse and check export targets."
+    out = []
+    for v in values:
+        fmt, _, q = str(v).strip().partition(":")
+        q = q or EXPORT_QUANTIZATIONS.get(fmt, ("",))[0]
+        if fmt not in EXPORT_QUANTIZATIONS or q not in EXPORT_QUANTIZATIONS[fmt]:
+            raise InputError(f"Export target {v!r} is not known: give FORMAT:QUANTIZATION with " +
+                             "; ".join(f"{f} and one of {', '.join(qs)}" for f, qs in EXPORT_QUANTIZATIONS.items()) + ".")
+        out.append((fmt, q))
+    return out
 NOISE_TYPES = ("white", "pink", "babble")
 
 def _float_list(cfg, name:str, hint:str)->list:
@@ -323,6 +340,8 @@ class TrainConfig(JobConfig):
                                                "SET:METRIC for a set of eval_sets, or last (the last step)")
     mix_artifacts: list[str] = param((), "further training artifacts, each with the share of training rows drawn from it "
                                          "(e.g. general-it:0.2,replay-en:0.1); artifact_name supplies the rest; empty: none")
+    export_formats: list[str] = param((), "export the saved model for deployment at the end, each checked by WER against it "
+                                          "(e.g. ctranslate2:int8,ggml:f16), into export/FORMAT-QUANTIZATION; empty: none")
     lora: bool = param(False, "train LoRA adapters (needs the lora extra: peft), merged before saving")
     lora_rank: int = param(32, "LoRA rank")
     num_beams: int = param(1, "beams for evaluation decoding")
@@ -349,6 +368,7 @@ class TrainConfig(JobConfig):
             if not getattr(self, n).strip(): raise InputError(f"Parameter {n} cannot be empty.")
         _check_eval_sets(self)
         _check_mix(self)
+        self.export_formats = [f"{f}:{q}" for f, q in export_targets(_names(self.export_formats))]
 
     @property
     def mix_shares(self)->dict:
@@ -395,6 +415,7 @@ class EvaluateConfig(JobConfig):
     output_dir: Optional[str] = param(None, "output folder (default: outputs/eval-<model folder or id's last part>)")
     seed: int = param(42, "seed of the capped subset and of the eval carve-out")
     long_form: bool = param(False, "score whole recordings of any length (rows of a dataset_name with full transcripts) with transcribe's long-form decoding; also reports the share of 30 s windows with timestamps")
+    backend: Optional[str] = param(None, "transformers, ctranslate2 (faster-whisper) or ggml (whisper.cpp); none: detected from what model_id points at", (None,) + BACKENDS)
 
     def validate(self):
         _check_evaluation(self)
@@ -451,6 +472,7 @@ class TranscribeConfig(JobConfig):
     audio: list[str] = param(help="audio files (WAV, FLAC, OGG, MP3), any length: --audio a.wav b.wav; "
                                   "in Python or a config file, a list or a comma-separated string")
     language: Optional[str] = param(None, "language of the speech (name or code); none: the model's own (a fine-tuned model's), else detected")
+    backend: Optional[str] = param(None, "transformers, ctranslate2 (faster-whisper) or ggml (whisper.cpp); none: detected from what model_id points at", (None,) + BACKENDS)
     task: str = param("transcribe", "transcribe, or translate into English", TASKS)
     output_format: str = param("text", "text (one line per file: path, tab, transcript), json (a list of {path, text, duration, "
                                        "segments: [{start, end, text}]}), or srt or vtt subtitles", OUTPUT_FORMATS)
@@ -484,6 +506,46 @@ class TranscribeConfig(JobConfig):
         if not self.audio: raise InputError("Parameter audio names no file: give one or more audio files.")
         _check_long_form(self)
         _check_subtitle_outputs(self)
+
+# %% ../nbs/00_config.ipynb #e4a0c002
+@dataclass
+class ExportConfig(JobConfig):
+    "Parameters of the export job: a model folder in; a faster-whisper folder or a whisper.cpp file out, checked by WER."
+    model_id: str = param(help="the model to export: a train job's output folder (or a Hub id)")
+    format: str = param("ctranslate2", "ctranslate2 (faster-whisper) or ggml (whisper.cpp)", tuple(EXPORT_QUANTIZATIONS))
+    quantization: Optional[str] = param(None, "ctranslate2: int8 (default), float32, float16, int8_float16, int8_float32; "
+                                              "ggml: f16 (default), f32, q8_0, q5_0")
+    output_dir: Optional[str] = param(None, "folder to write the export into (default: export/FORMAT-QUANTIZATION in the model folder)")
+    parity_check: bool = param(True, "transcribe clips with the export and with the source model and compare their WER")
+    max_wer_increase: float = param(1.0, "the largest WER increase (points, raw or normalised) the parity check accepts")
+    dataset_name: Optional[str] = param(None, "dataset whose eval split the parity check transcribes (or artifact_name)")
+    artifact_name: Optional[str] = param(None, "artifact whose eval split's source audio files the parity check transcribes")
+    artifacts_dir: Optional[str] = param(None, "folder of artifacts (default: inside the Hugging Face datasets cache)")
+    language_code: str = param("it", "data subset: the Hub dataset's config name")
+    eval_split: Optional[str] = param(None, "split of dataset_name to check on (detected when absent)")
+    max_eval_samples: Optional[int] = param(100, "clips the parity check transcribes, a seeded random subset; none: all")
+    language: Optional[str] = param(None, "language of the speech (name or code); none: the model's own")
+    task: Optional[str] = param(None, "transcribe or translate; none: the model's own", (None,) + TASKS)
+    generation_max_length: int = param(225, "longest transcript the parity check generates, in tokens")
+    threads: Optional[int] = param(None, "CPU threads of the runtime in the parity check; none: all cores")
+    seed: int = param(42, "seed of the checked subset")
+
+    def validate(self):
+        self.quantization = export_targets([f"{self.format}:{self.quantization or ''}"])[0][1]
+        if self.language is not None: self.language = language_name(self.language)
+        _check_positive(self, ["max_eval_samples", "generation_max_length", "threads"])
+        _check_positive(self, ["max_wer_increase"], allow_zero=True)
+        if self.artifact_name and self.dataset_name:
+            raise InputError("Give at most one of artifact_name and dataset_name: the parity check transcribes one of them.")
+        if not self.model_id.strip(): raise InputError("Parameter model_id cannot be empty.")
+
+    @property
+    def resolved_output_dir(self)->Path:
+        "Where the export goes."
+        if self.output_dir: return Path(self.output_dir)
+        folder = Path(self.model_id).expanduser()
+        sub = Path("export") / f"{self.format}-{self.quantization}"
+        return folder / sub if folder.is_dir() else Path("outputs") / f"{_model_folder_name(self.model_id)}-{self.format}-{self.quantization}"
 
 # %% ../nbs/00_config.ipynb #2c15730c
 def read_config_file(path:str|Path, # a .yaml, .yml or .json file holding one flat mapping

@@ -252,11 +252,19 @@ def eval_summary(metrics:EvalMetrics, # the run's metrics
             f"  metrics.json and predictions.jsonl in {out}")
 
 # %% ../nbs/08_evaluate.ipynb #ccaf121b
+def _runs_elsewhere(model_id:str, backend:str|None)->bool:
+    "Whether a runtime other than transformers runs the model: an export from the export job (see the export notebook)."
+    from asr_finetuner.export import detect_backend
+    return (backend or detect_backend(model_id)) != "transformers"
+
 def evaluate(config:EvaluateConfig|None=None, # the job's parameters as an object, or give them as keyword arguments
              **params, # the parameters of `EvaluateConfig`: model_id, artifact_name or dataset_name, ...
             )->EvalMetrics: # what metrics.json holds
     "Run the evaluate job: score `model_id` on an artifact's or a dataset's eval split."
     cfg = config if config is not None else make_config(EvaluateConfig, **params)
+    if _runs_elsewhere(cfg.model_id, cfg.backend):
+        from asr_finetuner.export import evaluate_with_runtime
+        return evaluate_with_runtime(cfg)
     start = time.time()
     model, processor = load_for_inference(cfg.model_id)
     fe, skipped = processor.feature_extractor, Counter()
@@ -470,6 +478,9 @@ def transcribe(config:TranscribeConfig|None=None, # the job's parameters as an o
     if missing:
         hint = " Separate several files with spaces (or repeat --audio), not commas." if any("," in p for p in missing) else ""
         raise InputError(f"Audio file(s) not found: {', '.join(missing)}. Check the path(s).{hint}")
+    if _runs_elsewhere(cfg.model_id, cfg.backend):
+        from asr_finetuner.export import transcribe_with_runtime
+        return transcribe_with_runtime(cfg)
     model, processor = load_for_inference(cfg.model_id)
     language = cfg.language or model.generation_config.language  # a fine-tuned model's own language, else detection
     options, results, failed = long_form_options(cfg, model), [], {}

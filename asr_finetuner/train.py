@@ -366,6 +366,7 @@ class TrainMetrics(JsonRecord):
     last_step: dict|None = None # the last evaluated step's scores on the eval split (the saved model's when it is kept)
     eval_sets: dict = field(default_factory=dict) # further eval sets: name -> {language, task, fingerprint, utterances, step_0, final, last_step, evaluations}
     mixed: list = field(default_factory=list) # with mix_artifacts: each artifact trained on, {artifact_name, share, fingerprint, rows, rows_per_epoch, ...}
+    exports: list = field(default_factory=list) # with export_formats: {format, quantization, folder, status, wer_increase, error} each
 
 # %% ../nbs/07_train.ipynb #057359e4
 def _long_form_note(manifest:Manifest)->str:
@@ -559,6 +560,9 @@ def _train(cfg:TrainConfig, out:Path, callbacks:list)->TrainMetrics|None:
                       precision, filtered, float(np.mean(train_rows["duration"])), eval_sets, best.record if best else None, mixed)
     if not trainer.is_world_process_zero(): return None
     metrics = save_outputs(run)
+    if cfg.export_formats:  # after the model card, which each export adds its line to
+        from asr_finetuner.export import export_after_training
+        metrics = replace(metrics, exports=export_after_training(cfg, out)); metrics.write(out / "metrics.json")
     if cfg.push_to_hub:
         metrics = replace(metrics, pushed_to=push_model(out, cfg.model_name)); metrics.write(out / "metrics.json")
     if cfg.wandb: finish_wandb_run(metrics)

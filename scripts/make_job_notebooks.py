@@ -92,6 +92,9 @@ def main(out_dir:Path=JOBS, # folder to write preprocess.ipynb, train.ipynb and 
             "guardrails_table(metrics)",
             "MD:The worst predictions of the final evaluation:",
             "show_worst(config.resolved_output_dir, n=5)",
+            "MD:Exports for deployment (export_formats; or run `asr-finetuner export` on the model folder later): each one's WER "
+            "through its own runtime against the saved model's, on the same clips:",
+            "from asr_finetuner.export import exports_table\nexports_table(config.resolved_output_dir)",
         ]),
         "evaluate": ("Evaluate job", "Score a model on an artifact's or a dataset's eval split: WER, CER and every prediction.",
                      EvaluateConfig, {"model_id": "outputs/whisper-demo-it", "dataset_name": "builtin:sample-it",

@@ -31,8 +31,8 @@ def parameter_table(cls):
 
 def parameter_tables():
     "The tables of the four parameter sets, in the order of the jobs."
-    from asr_finetuner.config import EvaluateConfig, PreprocessConfig, TrainConfig, TranscribeConfig
-    return "\n\n".join(parameter_table(cls) for cls in (PreprocessConfig, TrainConfig, EvaluateConfig, TranscribeConfig))
+    from asr_finetuner.config import EvaluateConfig, ExportConfig, PreprocessConfig, TrainConfig, TranscribeConfig
+    return "\n\n".join(parameter_table(cls) for cls in (PreprocessConfig, TrainConfig, EvaluateConfig, TranscribeConfig, ExportConfig))
 
 
 def with_tables(text):

@@ -1,0 +1,115 @@
+"""Export for deployment, on a tiny model with the real 30 s window trained on four clips of the sample (a random model
+has near-ties that flip greedy tokens and scores about 100% WER whatever the export does): the train job's
+export_formats, both runtimes loading their export, the float32 CTranslate2 export's greedy tokens, a broken export
+failing its check with exit 2, and evaluate and transcribe on each backend."""
+import csv, json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from asr_finetuner import export as ex
+from asr_finetuner.cli import main
+from asr_finetuner.evaluate import evaluate, transcribe
+from asr_finetuner.preprocess import preprocess
+from asr_finetuner.train import TrainMetrics, train
+
+pytest.importorskip("ctranslate2", reason="the export extra is part of dev: pip install -e '.[dev]'")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_model_dir_30s, sample_dir):
+    "Trained until it transcribes its four clips, then exported both ways by the train job (export_formats)."
+    d = tmp_path_factory.mktemp("export")
+    with open(sample_dir / "train" / "metadata.csv", encoding="utf-8", newline="") as f:
+        rows = [r for r in csv.DictReader(f)][:4]
+    manifest = d / "four.csv"
+    with open(manifest, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f); w.writerow(["path", "text", "split"])
+        for split in ("train", "test"):
+            for r in rows: w.writerow([str(sample_dir / "train" / r["file_name"]), r["transcription"], split])
+    preprocess(artifact_name="it-four", model_id=str(tiny_model_dir_30s), dataset_name=str(manifest), artifacts_dir=str(d / "arts"), num_proc=1)
+    out = d / "model"
+    m = train(model_name="tiny-30s", model_id=str(tiny_model_dir_30s), dataset_name=str(manifest), artifact_name="it-four",
+              artifacts_dir=str(d / "arts"), output_dir=str(out), max_steps=60, eval_steps=1000, save_steps=1000, logging_steps=30,
+              warmup_steps=5, train_batch_size=4, eval_batch_size=4, learning_rate=3e-3, generation_max_length=32, freeze_encoder=True,
+              export_formats="ctranslate2:float16,ggml:f16")
+    return {"out": out, "metrics": m, "arts": d / "arts", "clips": [str(sample_dir / "train" / r["file_name"]) for r in rows],
+            "texts": [r["transcription"] for r in rows]}
+
+
+def test_train_exports_both_formats_each_checked_by_wer(trained):
+    out, m = trained["out"], trained["metrics"]
+    assert m.step_0["wer"] > 0.9 and m.final["wer"] < 0.8, m.final  # it learnt its clips: WER can tell a good export from a broken one
+    assert [(e["format"], e["quantization"], e["status"]) for e in m.exports] == [("ctranslate2", "float16", "ok"), ("ggml", "f16", "ok")]
+    assert TrainMetrics.read(out / "metrics.json").exports == m.exports
+    ct2, ggml = out / "export" / "ctranslate2-float16", out / "export" / "ggml-f16"
+    assert {"model.bin", "config.json", "tokenizer.json", "preprocessor_config.json", "export.json"} <= {p.name for p in ct2.iterdir()}
+    assert json.loads((ct2 / "preprocessor_config.json").read_text())["feature_size"] == 80
+    assert ex.detect_backend(str(ct2)) == "ctranslate2" and ex.detect_backend(str(ggml)) == "ggml" and ex.detect_backend(str(out)) == "transformers"
+    for folder in (ct2, ggml):
+        info = json.loads((folder / "export.json").read_text())
+        assert (info["language"], info["task"], info["status"]) == ("it", "transcribe", "ok")
+        p = info["parity"]
+        assert p["clips"] == 4 and p["data"]["artifact_name"] == "it-four" and p["wer_increase"] <= 1.0, p
+        assert p["source"]["wer"] == pytest.approx(m.final["wer"], abs=1e-9)  # the same model, decoded the same way, on the clips' audio
+        assert p["export"]["real_time_factor"] > 0 and info["size_mb"] > 0
+    card = (out / "README.md").read_text()
+    assert "## Exports for deployment" in card and "| `export/ctranslate2-float16` | faster-whisper" in card and "| `export/ggml-f16` | whisper.cpp" in card
+    assert len(ex.exports_table(out)) == 2
+
+
+def test_float32_ctranslate2_export_gives_the_source_models_greedy_tokens(trained, tmp_path):
+    import ctranslate2, torch
+    from asr_finetuner.audio import load_audio
+    from asr_finetuner.whisper import load_model, load_processor
+    folder = tmp_path / "f32"
+    ex.export(model_id=str(trained["out"]), format="ctranslate2", quantization="float32", output_dir=str(folder), parity_check=False)
+    model, processor = load_model(trained["out"]).eval(), load_processor(trained["out"])
+    fe, tok = processor.feature_extractor, processor.tokenizer
+    feats = fe([load_audio(c, 16_000) for c in trained["clips"]], sampling_rate=16_000, return_tensors="np").input_features
+    with torch.inference_mode():
+        ours = model.generate(torch.from_numpy(feats), max_length=32)
+    prompt = tok.convert_tokens_to_ids(["<|startoftranscript|>", "<|it|>", "<|transcribe|>", "<|notimestamps|>"])
+    theirs = ctranslate2.models.Whisper(str(folder), device="cpu").generate(
+        ctranslate2.StorageView.from_array(np.ascontiguousarray(feats)), [prompt] * len(feats), beam_size=1, max_length=32)
+    strip = lambda ids: [i for i in ids if i < tok.convert_tokens_to_ids("<|endoftext|>")]
+    assert [strip(r.sequences_ids[0]) for r in theirs] == [strip(row.tolist()) for row in ours]
+    assert all(len(strip(row.tolist())) > 3 for row in ours)  # real transcripts, not empty ones
+
+
+def test_a_broken_export_fails_its_check_with_exit_2(trained, tmp_path, monkeypatch, capsys):
+    "A converter bug (the token embedding written negated) is caught by the parity check; the export stays, marked failed."
+    real = ex._write_tensor
+    def negated_embedding(f, name, data, kind):
+        return real(f, name, -data if name == "decoder.token_embedding.weight" else data, kind)
+    monkeypatch.setattr(ex, "_write_tensor", negated_embedding)
+    out = tmp_path / "broken"
+    with pytest.raises(SystemExit) as e:
+        main(["export", "--model_id", str(trained["out"]), "--format", "ggml", "--output_dir", str(out),
+              "--artifact_name", "it-four", "--artifacts_dir", str(trained["arts"]), "--generation_max_length", "40"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "export scores WER" in err and "against the source model's" in err and "above max_wer_increase=1" in err and "Traceback" not in err
+    info = json.loads((out / "export.json").read_text())
+    assert info["status"] == "failed" and not info["parity"]["passed"] and (out / "ggml-model-f16.bin").is_file()
+
+
+def test_a_check_without_clips_asks_for_a_dataset(trained, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["export", "--model_id", str(trained["out"]), "--output_dir", str(tmp_path / "x")])
+    assert e.value.code == 2 and "give dataset_name" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("backend, where", [("ctranslate2", "export/ctranslate2-float16"), ("ggml", "export/ggml-f16/ggml-model-f16.bin")])
+def test_evaluate_and_transcribe_run_on_each_backend(trained, tmp_path, backend, where):
+    model_id = str(trained["out"] / where)
+    m = evaluate(model_id=model_id, artifact_name="it-four", artifacts_dir=str(trained["arts"]), output_dir=str(tmp_path / "eval"),
+                 generation_max_length=40)
+    assert m.data["backend"] == backend and m.num_utterances == 4 and backend in m.device
+    assert m.wer <= trained["metrics"].final["wer"] + 0.01  # the export scores what the model did (its parity check said so)
+    (r,) = transcribe(model_id=model_id, audio=trained["clips"][:1], output_format="json", output_file=str(tmp_path / "t.json"),
+                      temperature=0, generation_max_length=40)
+    assert r["text"] and r["segments"] and r["segments"][0]["end"] > r["segments"][0]["start"] >= 0
+    import soundfile as sf
+    assert r["duration"] == pytest.approx(sf.info(trained["clips"][0]).duration, abs=0.01)
