@@ -4,7 +4,7 @@
 
 # %% ../nbs/12_export.ipynb #e4b00002
 from __future__ import annotations
-import importlib, importlib.metadata, json, struct, sys, time, warnings
+import atexit, importlib, importlib.metadata, json, struct, sys, time, warnings, weakref
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -308,6 +308,11 @@ class GgmlBackend(Backend):
                               redirect_whispercpp_logs_to=None)
         self.version = importlib.metadata.version("pywhispercpp")
         self.language, self.task = info.get("language"), info.get("task", "transcribe")
+        atexit.register(_release, weakref.ref(self))  # pywhispercpp's finaliser fails once the interpreter is tearing down
+
+    def close(self):
+        "Free the whisper.cpp context now."
+        self.model = None
 
     def _run(self, audio, language, task, **params)->list:
         return self.model.transcribe(np.asarray(audio, np.float32), language=_code(language) or "auto", translate=task == "translate", **params)
@@ -330,6 +335,10 @@ class GgmlBackend(Backend):
             segments = self._run(a, language, task, **params) if len(a) else []
             out.append(_file_result([Segment(s.t0 / 100, s.t1 / 100, s.text) for s in segments], len(a) / self.sampling_rate))
         return out
+
+def _release(ref):
+    backend = ref()
+    if backend is not None: backend.close()
 
 BACKEND_CLASSES = {"transformers": TransformersBackend, "ctranslate2": CTranslate2Backend, "ggml": GgmlBackend}
 
