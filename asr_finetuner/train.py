@@ -22,7 +22,7 @@ from .artifacts import JsonRecord, Manifest, load_artifact, seeded_subset
 from .noise import NoiseBank, add_noise, babble, generated_noise, noise_recordings
 from .checks import GuardrailChecks, check_history, pause_clips
 from .sets import (BEST_FOLDER, BestStep, MixedRows, MultiSetTrainer, best_metric_key, check_fits_model,
-                                load_eval_sets, load_mix_sources, usable_rows)
+                                load_eval_sets, load_mix_sources, usable_rows, write_predictions)
 from .preprocess import wandb_artifact_ref
 
 # %% auto #0
@@ -30,9 +30,10 @@ __all__ = ['BABBLE_CLIPS', 'SPEC_AUGMENT', 'LANGUAGE_CHECK_CLIPS', 'PUSH_IGNORE'
            'warp_mels', 'FrameAugmentation', 'AugmentedRows', 'AugmentationEpoch', 'training_noise',
            'make_augmentation', 'WhisperCollator', 'make_compute_metrics', 'resolve_precision', 'training_arguments',
            'FinalStepCallback', 'WandbArtifactCallback', 'prepare_model', 'add_lora', 'merged', 'OutputLock',
-           'metrics_history', 'plot_curves', 'TrainMetrics', 'model_card', 'finish_wandb_run', 'wandb_summary',
-           'load_training_data', 'TrainingRun', 'train', 'mixed_training_rows', 'run_metrics', 'kept_step',
-           'set_scores', 'save_outputs', 'forgetting_warnings', 'sets_summary', 'checks_summary', 'push_model']
+           'metrics_history', 'eval_set_names', 'curves_figure', 'plot_curves', 'TrainMetrics', 'model_card',
+           'finish_wandb_run', 'wandb_summary', 'load_training_data', 'TrainingRun', 'train', 'mixed_training_rows',
+           'run_metrics', 'kept_step', 'set_scores', 'save_outputs', 'forgetting_warnings', 'sets_summary',
+           'checks_summary', 'push_model']
 
 # %% ../nbs/07_train.ipynb #aeb4d99a
 def check_artifact_fits(manifest:Manifest, # the artifact's manifest
@@ -196,10 +197,12 @@ def make_compute_metrics(tokenizer, # the model's tokenizer
     def compute_metrics(pred):
         preds, labels = pred.predictions, np.where(pred.label_ids == -100, pad, pred.label_ids)
         preds = np.where(preds < 0, pad, preds)
-        hyps = tokenizer.batch_decode(preds, skip_special_tokens=True)
+        hyps = [h.strip() for h in tokenizer.batch_decode(preds, skip_special_tokens=True)]
         refs = tokenizer.batch_decode(labels, skip_special_tokens=True)
-        m = asr_metrics([h.strip() for h in hyps], [r.strip() for r in refs])
+        compute_metrics.last_predictions = hyps  # the trainer writes step 0's to predictions_step_0.jsonl
+        m = asr_metrics(hyps, [r.strip() for r in refs])
         return {k: m[k] for k in ("wer", "wer_normalized", "cer", "repetition_rate")}
+    compute_metrics.last_predictions = []
     return compute_metrics
 
 # %% ../nbs/07_train.ipynb #e1d67cfb
@@ -319,24 +322,47 @@ def metrics_history(log_history:list, # the trainer's `state.log_history`
     return losses, evals
 
 # %% ../nbs/07_train.ipynb #057359df
-def plot_curves(log_history:list, # the trainer's `state.log_history`
-                path:Path, # the PNG to write
-                eval_sets:list=(), # names of further eval sets: one normalised-WER curve each
-                kept_step:int|None=None, # the saved model's step, marked by a vertical line (None: no mark)
-               )->Path:
-    "Save a PNG of the training loss and the eval WER against step, one WER curve per eval set."
+def eval_set_names(log_history:list, # the trainer's `state.log_history`
+                  )->list: # the further eval sets scored in it, in order of appearance
+    "The names of the eval sets a log history holds scores of (`eval_<set>_wer`)."
+    names = []
+    for h in log_history:
+        for k in h:
+            if k.startswith("eval_") and k.endswith("_wer") and k != "eval_wer" and k[5:-4] not in names: names.append(k[5:-4])
+    return names
+
+def curves_figure(log_history:list, # the trainer's `state.log_history`
+                  eval_sets:list|None=None, # further eval sets: one normalised-WER curve each (None: those in the history)
+                  kept_step:int|None=None, # the saved model's step, marked by a vertical line (None: no mark)
+                 ):
+    "A matplotlib figure of the training loss and learning rate, and of the eval WER, one curve per eval set."
     import matplotlib; matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     losses, evals = metrics_history(log_history)
+    rates = [(h["step"], h["learning_rate"]) for h in log_history if "learning_rate" in h]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))
-    a.plot([l["step"] for l in losses], [l["loss"] for l in losses]); a.set(xlabel="step", ylabel="training loss", title="Loss")
+    a.plot([l["step"] for l in losses], [l["loss"] for l in losses], marker=".", label="loss"); a.set(xlabel="step", ylabel="training loss", title="Loss")
+    if rates:
+        lr = a.twinx(); lr.plot(*zip(*rates), color="grey", linestyle="--", label="learning rate"); lr.set_ylabel("learning rate")
     curves = [(evals, "wer", "WER"), (evals, "wer_normalized", "WER (normalised)")]
-    curves += [(metrics_history(log_history, name)[1], "wer_normalized", f"{name} (normalised)") for name in eval_sets]
+    curves += [(metrics_history(log_history, name)[1], "wer_normalized", f"{name} (normalised)")
+               for name in (eval_set_names(log_history) if eval_sets is None else eval_sets)]
     for points, key, label in curves:
         b.plot([e["step"] for e in points if key in e], [100 * e[key] for e in points if key in e], marker="o", label=label)
     if kept_step is not None: b.axvline(kept_step, color="grey", linestyle=":", label=f"saved (step {kept_step})")
     b.set(xlabel="step", ylabel="%", title="Eval WER"); b.legend(fontsize="small")
-    fig.tight_layout(); fig.savefig(path, dpi=100); plt.close(fig)
+    fig.tight_layout()
+    return fig
+
+def plot_curves(log_history:list, # the trainer's `state.log_history`
+                path:Path, # the PNG to write
+                eval_sets:list|None=None, # further eval sets: one normalised-WER curve each (None: those in the history)
+                kept_step:int|None=None, # the saved model's step, marked by a vertical line (None: no mark)
+               )->Path:
+    "Save a PNG of the training loss and learning rate, and of the eval WER against step, one WER curve per eval set."
+    import matplotlib.pyplot as plt
+    fig = curves_figure(log_history, eval_sets, kept_step)
+    fig.savefig(path, dpi=100); plt.close(fig)
     return path
 
 # %% ../nbs/07_train.ipynb #057359e2
@@ -548,6 +574,7 @@ def _train(cfg:TrainConfig, out:Path, callbacks:list)->TrainMetrics|None:
     if cfg.wandb: os.environ.setdefault("WANDB_PROJECT", cfg.wandb_project)
     trainer = MultiSetTrainer(model=model, args=training_arguments(cfg, out, precision, resume=last is not None),
                               train_dataset=train_dataset, eval_dataset=eval_rows, eval_sets=eval_sets,
+                              step_0_predictions=out / "predictions_step_0.jsonl",
                               data_collator=WhisperCollator(window, model.config.decoder_start_token_id,
                                                             pad_token_id=model.config.pad_token_id,
                                                             max_target_positions=model.config.max_target_positions),
@@ -572,12 +599,6 @@ def _train(cfg:TrainConfig, out:Path, callbacks:list)->TrainMetrics|None:
 def _peak_memory_mb()->float:
     if torch.cuda.is_available(): return torch.cuda.max_memory_allocated() / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-def _write_predictions(path:Path, rows, hyps:list):
-    with open(path, "w", encoding="utf-8") as f:
-        for row, h in zip(rows, hyps):
-            f.write(json.dumps({"source": str(row["source"]), "reference": str(row["text"]), "prediction": h,
-                                "wer": asr_metrics([h], [str(row["text"])])["wer"]}, ensure_ascii=False) + "\n")
 
 def run_metrics(run:TrainingRun, # the finished training
                 hyps:list, # the final evaluation's transcripts, one per eval row
@@ -644,7 +665,7 @@ def save_outputs(run:TrainingRun, # the finished training
     run.processor.feature_extractor.save_pretrained(out)  # preprocessor_config.json too, which many tools read
     save_config(cfg, out / "train_config.json")
     hyps = [h.strip() for h in tok.batch_decode(np.where(run.predictions < 0, tok.pad_token_id, run.predictions), skip_special_tokens=True)]
-    _write_predictions(out / "predictions.jsonl", run.eval_rows, hyps)
+    write_predictions(out / "predictions.jsonl", run.eval_rows, hyps)
     metrics = run_metrics(run, hyps)
     metrics.write(out / "metrics.json")
     plot_curves(run.trainer.state.log_history, out / "training_curves.png", list(run.eval_sets), metrics.kept.get("step"))
