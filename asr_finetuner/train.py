@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_train.ipynb #ccfe567d
 from __future__ import annotations
-import dataclasses, fcntl, json, math, os, resource, time, warnings
+import dataclasses, fcntl, math, os, resource, time, warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
