@@ -71,3 +71,14 @@ def test_try_it_transcribes_an_upload_with_both_models(run, tiny_model_dir, samp
     tryit.upload.value = ()
     tryit.pick.value = str(clip)
     assert set(tryit.transcribe_chosen()) == {"fine-tuned", "base"} and clip.name in tryit.result.value
+
+
+def test_evaluate_modules_score_as_the_train_job_did(run, tmp_path):
+    import evaluate
+    from asr_finetuner.explore import read_predictions
+    from asr_finetuner.metric_modules import METRICS, metric_path
+    preds = read_predictions(run["out"])
+    hyps, refs = [p["prediction"] for p in preds], [p["reference"] for p in preds]
+    for name in METRICS:
+        got = evaluate.load(metric_path(name, tmp_path)).compute(predictions=hyps, references=refs)[name]
+        assert got == pytest.approx(run["metrics"].final[name], abs=1e-12), name
