@@ -71,6 +71,9 @@ def main(out_dir:Path=JOBS, # folder to write preprocess.ipynb, train.ipynb and 
             "MD:Rows kept and dropped per split, and where the artifact is:",
             "splits_table(manifest)",
             "print(manifest.path, manifest.fingerprint[:16])",
+            "MD:The rows themselves: pick a split and a row to see its transcript, its label tokens (language, task, timestamps "
+            "and prompt marked), its log-mel image, and to hear its source clip:",
+            "from asr_finetuner.explore import ArtifactExplorer\nArtifactExplorer(config.artifact_name, config.artifacts_dir)",
         ]),
         "train": ("Train job", "Fine-tune Whisper on an artifact, score it, and save a complete model folder.", TrainConfig,
                   {**sample, "artifact_name": "it-sample", "model_name": "whisper-demo-it", "max_steps": 300, "eval_steps": 100,
@@ -82,7 +85,10 @@ def main(out_dir:Path=JOBS, # folder to write preprocess.ipynb, train.ipynb and 
             "from asr_finetuner.reports import guardrails_table, scores_table, show_worst",
             "MD:The parameters, validated (an invalid one stops here with a message that says what to fix):",
             "config = make_config(TrainConfig, **{name: globals()[name] for name in TrainConfig.help()})\nconfig",
-            "metrics = train(config)",
+            "MD:Training, watched live: the loss, the learning rate and the WER of every eval set, redrawn at each log and "
+            "evaluation (the same picture as `training_curves.png` at the end):",
+            "from asr_finetuner.explore import ResultsExplorer, TrainingMonitor, TryIt\nmonitor = TrainingMonitor(config.model_name)\nmonitor",
+            "metrics = train(config, callbacks=[monitor])",
             "MD:Scores of the base model (step 0) and of the fine-tuned model, in %:",
             "scores_table(metrics)",
             "Image(str(config.resolved_output_dir / 'training_curves.png'))",
@@ -90,8 +96,15 @@ def main(out_dir:Path=JOBS, # folder to write preprocess.ipynb, train.ipynb and 
             "clips and language identification, at step 0, for the saved model (best_metric's step) and at the last step, in %:",
             "print(f\"Saved: step {metrics.kept['step']}, {metrics.kept['reason']}\" + ''.join(f'\\nWARNING: {w}' for w in metrics.warnings))\n"
             "guardrails_table(metrics)",
-            "MD:The worst predictions of the final evaluation:",
-            "show_worst(config.resolved_output_dir, n=5)",
+            "MD:Utterance by utterance, the base model (step 0) against the fine-tuned one, with word diffs: order them by the "
+            "worst, the most improved, the most degraded, or show the empty outputs and the repetition loops; listen to any:",
+            "ResultsExplorer.from_train(config.resolved_output_dir)",
+            "MD:Try it: upload an audio file, or pick a clip of the eval split, and compare the fine-tuned model with the base "
+            "model (the first clip is transcribed here already):",
+            "import json\n"
+            "clips = [json.loads(l)['source'] for l in open(config.resolved_output_dir / 'predictions.jsonl', encoding='utf-8')][:20]\n"
+            "try_it = TryIt({'fine-tuned': config.resolved_output_dir, 'base': config.model_id}, clips, max_length=config.generation_max_length)\n"
+            "try_it.pick.value = clips[0]\ntry_it.transcribe_chosen()\ntry_it",
             "MD:Exports for deployment (export_formats; or run `asr-finetuner export` on the model folder later): each one's WER "
             "through its own runtime against the saved model's, on the same clips:",
             "from asr_finetuner.export import exports_table\nexports_table(config.resolved_output_dir)",
