@@ -8,7 +8,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-notebooks test-pytest demo export lint bench
+.PHONY: install test test-notebooks test-pytest demo export lint bench lab screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,12 +26,28 @@ test-notebooks: install
 	$(BIN)/nbdev_test --n_workers 2 --timing
 
 test-pytest: install
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+		echo "NOTE: no Chromium here: the browser test (tests/test_browser.py) is skipped. Install it with: apt install chromium"
 	$(BIN)/python -m pytest tests/ -n 2 --durations=15
 
 test: test-notebooks test-pytest
 
 demo: install
 	$(BIN)/asr-finetuner demo
+
+# JupyterLab on this machine only (127.0.0.1), in a working folder holding copies of the job notebooks.
+# From a remote machine: ssh -N -L $(LAB_PORT):127.0.0.1:$(LAB_PORT) you@server, then open the printed URL locally.
+LAB_DIR ?= lab
+LAB_PORT ?= 8888
+lab: install
+	@test -f $(LAB_DIR)/train.ipynb || $(BIN)/asr-finetuner notebooks --copy $(LAB_DIR)
+	@echo "JupyterLab: open the http://127.0.0.1:$(LAB_PORT)/lab?token=... URL it prints below (remote machine: see the README)."
+	$(BIN)/jupyter lab --no-browser --ip=127.0.0.1 --port=$(LAB_PORT) --ServerApp.root_dir=$(LAB_DIR)
+
+# Refresh docs/screenshots/ (shown in the README) with the browser test's screenshots of the four widgets.
+screenshots: install
+	mkdir -p docs/screenshots
+	ASR_FINETUNER_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest tests/test_browser.py -q
 
 # Everything generated: the library from the notebooks, then the job notebooks and the README's parameter
 # tables from the library's parameter sets (CI and the tests check that all three are up to date).

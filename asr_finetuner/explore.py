@@ -38,7 +38,9 @@ def svg_of(fig, # a matplotlib figure (closed afterwards)
           )->str: # the figure as inline SVG markup
     "A figure as SVG, whose points are elements a browser (and a test) can see."
     import matplotlib.pyplot as plt
-    buf = io.StringIO(); fig.savefig(buf, format="svg", bbox_inches="tight"); plt.close(fig)
+    buf = io.StringIO()
+    with plt.rc_context({"svg.fonttype": "none"}): fig.savefig(buf, format="svg", bbox_inches="tight")  # text as <text>: every <use> is a point
+    plt.close(fig)
     text = buf.getvalue()
     return text[text.index("<svg"):]
 
@@ -137,6 +139,7 @@ def results_view(df:pd.DataFrame, # from `compare_predictions`
 def results_html(df:pd.DataFrame, # rows of `compare_predictions`, in the order to show
                  labels:tuple=("before", "after"), # names of the two runs
                  limit:int=20, # most rows shown
+                 view:str="", # the view's name, kept on the table (data-view)
                 )->str: # an HTML table
     "A results table: reference, both predictions with their word diffs, WERs and the change."
     head = (f"<tr><th>#</th><th>clip</th><th>reference</th><th>{html.escape(labels[0])}</th><th>{html.escape(labels[1])}</th>"
@@ -146,7 +149,7 @@ def results_html(df:pd.DataFrame, # rows of `compare_predictions`, in the order 
         f"<td>{html.escape(r.reference)}</td><td>{diff_html(word_diff(r.reference, r.before))}</td><td>{diff_html(word_diff(r.reference, r.after))}</td>"
         f"<td>{100 * r.wer_before:.0f}%</td><td>{100 * r.wer_after:.0f}%</td><td>{100 * r.change:+.0f}</td></tr>"
         for i, r in enumerate(df.head(limit).itertuples(), 1))
-    return f'<table class="asr-results">{head}{body}</table>' + ("" if len(df) else "<p><i>no utterance in this view</i></p>")
+    return f'<table class="asr-results" data-view="{html.escape(view)}">{head}{body}</table>' + ("" if len(df) else "<p><i>no utterance in this view</i></p>")
 
 class ResultsExplorer(StaticView):
     "Two runs' predictions on the same utterances, ordered and filtered by the buttons, with word diffs and an audio player."
@@ -172,7 +175,7 @@ class ResultsExplorer(StaticView):
 
     def refresh(self):
         shown = self.shown
-        self.table.value = results_html(shown, self.labels, self.limit)
+        self.table.value = results_html(shown, self.labels, self.limit, self.views.value)
         self.pick.options = [(f"{i}. {Path(str(s)).name}", str(s)) for i, s in enumerate(shown.source, 1)]
         self.pick.value = self.pick.options[0][1] if self.pick.options else None
         self.listen()
@@ -181,7 +184,7 @@ class ResultsExplorer(StaticView):
         self.player.children = [audio_player(self.pick.value)] if self.pick.value else []
 
     def static_html(self)->str:
-        return f"<p><b>{html.escape(self.views.value)}</b> of {len(self.df)} utterances</p>" + results_html(self.shown, self.labels, self.limit)
+        return f"<p><b>{html.escape(self.views.value)}</b> of {len(self.df)} utterances</p>" + results_html(self.shown, self.labels, self.limit, self.views.value)
 
 # %% ../nbs/13_explore.ipynb #e5c00017
 class TrainingMonitor(TrainerCallback):

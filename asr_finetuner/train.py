@@ -341,14 +341,16 @@ def curves_figure(log_history:list, # the trainer's `state.log_history`
     losses, evals = metrics_history(log_history)
     rates = [(h["step"], h["learning_rate"]) for h in log_history if "learning_rate" in h]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))
-    a.plot([l["step"] for l in losses], [l["loss"] for l in losses], marker=".", label="loss"); a.set(xlabel="step", ylabel="training loss", title="Loss")
+    # gid: in SVG, each curve's group is `points-<n>`, so that its points can be found (the live monitor's test counts them)
+    a.plot([l["step"] for l in losses], [l["loss"] for l in losses], marker=".", label="loss", gid="points-loss")
+    a.set(xlabel="step", ylabel="training loss", title="Loss")
     if rates:
         lr = a.twinx(); lr.plot(*zip(*rates), color="grey", linestyle="--", label="learning rate"); lr.set_ylabel("learning rate")
     curves = [(evals, "wer", "WER"), (evals, "wer_normalized", "WER (normalised)")]
     curves += [(metrics_history(log_history, name)[1], "wer_normalized", f"{name} (normalised)")
                for name in (eval_set_names(log_history) if eval_sets is None else eval_sets)]
-    for points, key, label in curves:
-        b.plot([e["step"] for e in points if key in e], [100 * e[key] for e in points if key in e], marker="o", label=label)
+    for i, (points, key, label) in enumerate(curves):
+        b.plot([e["step"] for e in points if key in e], [100 * e[key] for e in points if key in e], marker="o", label=label, gid=f"points-{i}")
     if kept_step is not None: b.axvline(kept_step, color="grey", linestyle=":", label=f"saved (step {kept_step})")
     b.set(xlabel="step", ylabel="%", title="Eval WER"); b.legend(fontsize="small")
     fig.tight_layout()
