@@ -200,10 +200,17 @@ class TrainingMonitor(TrainerCallback):
         if history is not None: self.history = list(history)
         self.view.value = f'<div class="asr-monitor"><b>{html.escape(self.title)}</b>: step {self._step()}{svg_of(curves_figure(self.history))}</div>'
 
+    def show(self):
+        "Display the monitor; at the end of training its static snapshot (what a papermill record keeps) is updated too."
+        from IPython.display import display
+        self.handle = display(self, display_id=True)
+
     def _step(self)->int: return max((h.get("step", 0) for h in self.history), default=0)
     def on_log(self, args, state, control, **kwargs): self.redraw(state.log_history)
     def on_evaluate(self, args, state, control, **kwargs): self.redraw(state.log_history)
-    def on_train_end(self, args, state, control, **kwargs): self.redraw(state.log_history)
+    def on_train_end(self, args, state, control, **kwargs):
+        self.redraw(state.log_history)
+        if getattr(self, "handle", None) is not None: self.handle.update(self)
     def _repr_mimebundle_(self, **kwargs): return self.box._repr_mimebundle_(**kwargs)
 
 class _MonitorBox(StaticView):

@@ -87,7 +87,7 @@ def main(out_dir:Path=JOBS, # folder to write preprocess.ipynb, train.ipynb and 
             "config = make_config(TrainConfig, **{name: globals()[name] for name in TrainConfig.help()})\nconfig",
             "MD:Training, watched live: the loss, the learning rate and the WER of every eval set, redrawn at each log and "
             "evaluation (the same picture as `training_curves.png` at the end):",
-            "from asr_finetuner.explore import ResultsExplorer, TrainingMonitor, TryIt\nmonitor = TrainingMonitor(config.model_name)\nmonitor",
+            "from asr_finetuner.explore import ResultsExplorer, TrainingMonitor, TryIt\nmonitor = TrainingMonitor(config.model_name)\nmonitor.show()",
             "metrics = train(config, callbacks=[monitor])",
             "MD:Scores of the base model (step 0) and of the fine-tuned model, in %:",
             "scores_table(metrics)",

@@ -58,12 +58,14 @@ def test_job_notebooks_run_with_papermill_and_keep_their_record(tmp_path, tiny_m
     nb = nbformat.read(record, as_version=4)
     text = json.dumps([c.get("outputs") for c in nb.cells])
     assert "rows in" in text and "kept" in text  # the splits table was shown
+    assert "asr-row-detail" in text and "application/vnd.jupyter.widget-view+json" in text  # the explorer, its static snapshot kept
     record = run_notebook("train", model_name="tiny-nb", output_dir=str(tmp_path / "model"), max_steps=2, eval_steps=2,
                           save_steps=2, warmup_steps=0, logging_steps=1, train_batch_size=4, eval_batch_size=4,
                           generation_max_length=8, **common)
     assert record == tmp_path / "model" / "train_run.ipynb" and (tmp_path / "model" / "metrics.json").is_file()
     text = json.dumps([c.get("outputs") for c in nbformat.read(record, as_version=4).cells])
     assert "step 0 (base model)" in text and "image/png" in text and "WER" in text
+    assert "asr-monitor" in text and "asr-results" in text and "asr-tryit" in text  # the widgets' static snapshots, readable without a kernel
     record = run_notebook("evaluate", model_id=str(tmp_path / "model"), artifact_name="it-nb", artifacts_dir=str(tmp_path / "arts"),
                           output_dir=str(tmp_path / "scores"), eval_batch_size=4, generation_max_length=8)
     assert record == tmp_path / "scores" / "evaluate_run.ipynb"
