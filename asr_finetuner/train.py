@@ -612,6 +612,7 @@ def run_metrics(run:TrainingRun, # the finished training
     audio_seconds = float(np.sum(run.eval_rows["duration"]))
     checks = check_history(run.trainer.state.log_history)
     kept, kept_warnings = kept_step(run.cfg, run.trainer.state.log_history, run.best, run.trainer.state.global_step)
+    if checks: checks["final"] = {**checks["final"], "model_step": kept["step"]}  # the end's checks ran on the saved model
     sets = {name: set_scores(run.trainer.state.log_history, name, kept["step"], s.describe()) for name, s in run.eval_sets.items()}
     return TrainMetrics(
         model_name=run.cfg.model_name, steps=run.trainer.state.global_step, precision=run.precision,

@@ -315,6 +315,7 @@ def test_eval_sets_and_the_best_step(tmp_path, tiny_model_dir, sample_dir, arts,
     assert {k: m.final[k] for k in ("wer", "cer")} == {k: best[k] for k in ("wer", "cer")}  # final: the saved model's scores
     assert m.last_step["step"] == 6 and m.eval_sets["en-small"]["final"]["wer"] == next(e["wer"] for e in m.eval_sets["en-small"]["evaluations"] if e["step"] == best["step"])
     assert [p.name for p in out.glob("checkpoint-*")] == ["checkpoint-6"]  # the last checkpoint stays for a re-run
+    assert m.checks["final"]["model_step"] == best["step"] and m.checks["final"]["step"] == 6  # run at the end, on the saved model
     assert m.checks["final"]["sets"]["en-small"]["language_clips"] == 8 and "language_accuracy" in m.checks["step_0"]["sets"]["it-overfit"]
     card = (out / "README.md").read_text()
     import yaml
