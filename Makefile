@@ -42,7 +42,8 @@ LAB_PORT ?= 8888
 lab: install
 	@test -f $(LAB_DIR)/train.ipynb || $(BIN)/asr-finetuner notebooks --copy $(LAB_DIR)
 	@echo "JupyterLab: open the http://127.0.0.1:$(LAB_PORT)/lab?token=... URL it prints below (remote machine: see the README)."
-	$(BIN)/jupyter lab --no-browser --ip=127.0.0.1 --port=$(LAB_PORT) --ServerApp.root_dir=$(LAB_DIR)
+	$(BIN)/jupyter lab --no-browser --ip=127.0.0.1 --port=$(LAB_PORT) --ServerApp.root_dir=$(LAB_DIR) \
+		$(if $(filter 0,$(shell id -u)),--allow-root)
 
 # Refresh docs/screenshots/ (shown in the README) with the browser test's screenshots of the four widgets.
 screenshots: install
