@@ -482,7 +482,7 @@ def transcribe(config:TranscribeConfig|None=None, # the job's parameters as an o
         from asr_finetuner.export import transcribe_with_runtime
         return transcribe_with_runtime(cfg)
     model, processor = load_for_inference(cfg.model_id)
-    language = cfg.language or model.generation_config.language  # a fine-tuned model's own language, else detection
+    language = cfg.language or getattr(model.generation_config, "language", None)  # a fine-tuned model's own language, else detection
     options, results, failed = long_form_options(cfg, model), [], {}
     for paths in _batches(cfg.audio, cfg.batch_size):
         loaded = _load_batch(paths, processor.feature_extractor.sampling_rate, failed)

@@ -253,7 +253,8 @@ class TransformersBackend(Backend):
         self.model, self.processor = load_for_inference(model_id)
         fe = self.processor.feature_extractor
         self.version, self.window_seconds, self.sampling_rate = transformers.__version__, fe.n_samples / fe.sampling_rate, fe.sampling_rate
-        self.language, self.task, self.device = self.model.generation_config.language, self.model.generation_config.task or "transcribe", str(self.model.device)
+        g = self.model.generation_config  # a base model's may have no language or task at all
+        self.language, self.task, self.device = getattr(g, "language", None), getattr(g, "task", None) or "transcribe", str(self.model.device)
 
     def texts(self, arrays, language, task, max_length=225):
         from asr_finetuner.evaluate import transcribe_arrays
@@ -476,8 +477,9 @@ def export(config:ExportConfig|None=None, # the job's parameters as an object, o
     require(package, f"Export to {cfg.format}")
     source = TransformersBackend(str(folder), cfg.threads) if cfg.parity_check else None
     generation = load_model(str(folder)).generation_config if source is None else source.model.generation_config
-    language = cfg.language or (language_name(generation.language) if generation.language else None)
-    task = cfg.task or generation.task or "transcribe"
+    own_language, own_task = getattr(generation, "language", None), getattr(generation, "task", None)
+    language = cfg.language or (language_name(own_language) if own_language else None)
+    task = cfg.task or own_task or "transcribe"
     files = write_export(cfg, folder)
     record = ExportRecord(cfg.format, cfg.quantization, runtime, _version(package), str(cfg.model_id), language and language_code_of(language),
                           task, files, _size_mb(out), "unchecked", datetime.now(timezone.utc).isoformat(timespec="seconds"))
