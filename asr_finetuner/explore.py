@@ -15,7 +15,7 @@ from transformers import TrainerCallback
 
 from .artifacts import load_artifact
 from .audio import AudioError, load_audio
-from .config import InputError, TranscribeConfig
+from .config import InputError, TranscribeConfig, language_name
 from .reports import splits_table
 from .text import has_repetition_loop, normalize_text
 
@@ -317,7 +317,6 @@ class TryIt(StaticView):
         out = {}
         for name in self.models:
             b = self.backend(name)
-            from asr_finetuner.config import language_name
             language = self.language or (language_name(b.language) if b.language else None)
             out[name] = b.long([samples], language, b.task, cfg)[0]
         cols = "".join(f'<td style="vertical-align:top"><b>{html.escape(n)}</b>{segments_html(r)}</td>' for n, r in out.items())

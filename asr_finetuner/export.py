@@ -4,7 +4,7 @@
 
 # %% ../nbs/12_export.ipynb #e4b00002
 from __future__ import annotations
-import atexit, importlib, importlib.metadata, json, struct, sys, time, warnings, weakref
+import atexit, dataclasses, importlib, importlib.metadata, json, struct, sys, time, warnings, weakref
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -25,9 +25,9 @@ __all__ = ['GGML_MAGIC', 'GGML_FILE_TYPES', 'GGML_TENSOR_TYPES', 'GGML_QUANTIZAT
            'TOKEN_TO_TEXT_COMPRESSION', 'BACKEND_CLASSES', 'RUNTIMES', 'CARD_HEADING', 'require', 'model_folder',
            'export_ctranslate2', 'ggml_tensor_name', 'quantize_q8_0', 'quantize_q5_0', 'dequantize', 'ggml_vocabulary',
            'tensor_kind', 'export_ggml', 'is_ggml_file', 'detect_backend', 'ggml_file', 'export_info', 'Segment',
-           'Backend', 'TransformersBackend', 'CTranslate2Backend', 'GgmlBackend', 'open_backend', 'parity_clips',
-           'score_backend', 'compare', 'ExportCheckFailed', 'ExportRecord', 'write_export', 'check_parity', 'export',
-           'parity_failure', 'export_summary', 'note_in_model_card', 'artifact_audio_utterances',
+           'Backend', 'TransformersBackend', 'CTranslate2Backend', 'GgmlBackend', 'open_backend',
+           'artifact_audio_utterances', 'parity_clips', 'score_backend', 'compare', 'ExportCheckFailed', 'ExportRecord',
+           'write_export', 'check_parity', 'export', 'parity_failure', 'export_summary', 'note_in_model_card',
            'evaluate_with_runtime', 'transcribe_with_runtime', 'export_after_training', 'exports_table']
 
 # %% ../nbs/12_export.ipynb #e4b00006
@@ -354,6 +354,23 @@ def open_backend(model_id:str, # a model folder or file, or a Hub id
     return BACKEND_CLASSES[name](model_id, threads)
 
 # %% ../nbs/12_export.ipynb #e4b00019
+def artifact_audio_utterances(rows, # an artifact's eval rows
+                              max_seconds:float, # the model's window
+                              skipped:Counter, # updated with the rows left out
+                              artifact_name:str, # the artifact, for the message
+                             )->list: # {source, reference, duration, input: samples}
+    "An artifact's eval rows with their source audio, for runtimes that compute their own features; `InputError` when some cannot be read."
+    out, unreadable = [], []
+    for r in rows.select_columns(["source", "text", "duration"]):
+        if r["duration"] > max_seconds + 1e-3: skipped["too long"] += 1; continue
+        try: x = load_audio(r["source"], 16_000)
+        except (AudioError, OSError): unreadable.append(r["source"]); continue
+        out.append({"source": str(r["source"]), "reference": str(r["text"]), "duration": len(x) / 16_000, "input": x})
+    if unreadable:
+        raise InputError(f"Cannot read {len(unreadable)} of the source files of artifact {artifact_name}'s eval split (e.g. "
+                         f"{unreadable[0]}); exported models read audio, not the artifact's frames: give dataset_name instead.")
+    return out
+
 def parity_clips(cfg:ExportConfig, # the job's parameters: dataset_name or artifact_name
                  window_seconds:float, # the model's window: longer clips are left out
                 )->tuple: # (clips, references, description of the data)
@@ -368,14 +385,7 @@ def parity_clips(cfg:ExportConfig, # the job's parameters: dataset_name or artif
     elif cfg.artifact_name:
         dd, manifest = load_artifact(cfg.artifact_name, cfg.artifacts_dir)
         rows = seeded_subset(dd["eval"], cfg.max_eval_samples, cfg.seed)
-        utterances, unreadable = [], []
-        for r in rows.select_columns(["source", "text", "duration"]):
-            if r["duration"] > window_seconds: skipped["too long"] += 1; continue
-            try: utterances.append({"input": load_audio(r["source"], sr), "reference": r["text"]})
-            except (AudioError, OSError): unreadable.append(r["source"])
-        if unreadable:
-            raise InputError(f"The parity check cannot read {len(unreadable)} of the source files of artifact {cfg.artifact_name}'s "
-                             f"eval split (e.g. {unreadable[0]}): give dataset_name, a dataset to check the export on.")
+        utterances = artifact_audio_utterances(rows, window_seconds, skipped, cfg.artifact_name)
         data = {"kind": "artifact", "artifact_name": cfg.artifact_name, "fingerprint": manifest.fingerprint}
     else:
         raise InputError("The parity check needs clips to transcribe: give dataset_name (a dataset whose eval split to use) "
@@ -538,21 +548,6 @@ def note_in_model_card(folder:Path, # the source model's folder
     card.write_text("\n".join(lines) + "\n" + line + "\n", encoding="utf-8")
 
 # %% ../nbs/12_export.ipynb #e4b0001f
-def artifact_audio_utterances(rows, # an artifact's eval rows
-                              max_seconds:float, # the model's window
-                              skipped:Counter, # updated with the rows left out
-                             )->list: # {source, reference, duration, input: samples}
-    "An artifact's eval rows with their source audio, for runtimes that compute their own features."
-    out = []
-    for r in rows.select_columns(["source", "text", "duration"]):
-        if r["duration"] > max_seconds + 1e-3: skipped["too long"] += 1; continue
-        try: x = load_audio(r["source"], 16_000)
-        except (AudioError, OSError):
-            raise InputError(f"Cannot read {r['source']}, a source file of the artifact's eval split: the {'runtime'} backends "
-                             "read audio, not the artifact's frames. Give dataset_name instead.") from None
-        out.append({"source": str(r["source"]), "reference": str(r["text"]), "duration": len(x) / 16_000, "input": x})
-    return out
-
 def evaluate_with_runtime(cfg:EvaluateConfig, # the evaluate job's parameters, model_id an export
                          ):
     "The evaluate job on an exported model, run by its runtime."
@@ -562,7 +557,7 @@ def evaluate_with_runtime(cfg:EvaluateConfig, # the evaluate job's parameters, m
     backend = open_backend(cfg.model_id, cfg.backend)
     if cfg.artifact_name:
         rows, data = open_artifact_eval(cfg, _n_mels(cfg.model_id, backend))
-        utterances = artifact_audio_utterances(rows, backend.window_seconds, skipped)
+        utterances = artifact_audio_utterances(rows, backend.window_seconds, skipped, cfg.artifact_name)
     else:
         rows, data = open_dataset_eval(cfg)
         limit = sys.maxsize if cfg.long_form else int(backend.window_seconds * 16_000)
@@ -625,7 +620,7 @@ def export_after_training(cfg, # the train job's `TrainConfig`
         try: r = export(xc); entry.update(status=r.status, wer_increase=r.parity["wer_increase"], error=None)
         except ExportCheckFailed as e: entry.update(status="failed", wer_increase=export_info(xc.resolved_output_dir).get("parity", {}).get("wer_increase"), error=str(e))
         except InputError as e:  # e.g. the artifact's source files are gone: export unchecked, and say so
-            r = export(xc.__class__(**{**xc.to_dict(), "parity_check": False}))
+            r = export(dataclasses.replace(xc, parity_check=False))
             entry.update(status=r.status, wer_increase=None, error=str(e))
         if entry["error"]: warnings.warn(f"export {target}: {entry['error']}", stacklevel=2)
         done.append(entry)

@@ -113,3 +113,15 @@ def test_evaluate_and_transcribe_run_on_each_backend(trained, tmp_path, backend,
     assert r["text"] and r["segments"] and r["segments"][0]["end"] > r["segments"][0]["start"] >= 0
     import soundfile as sf
     assert r["duration"] == pytest.approx(sf.info(trained["clips"][0]).duration, abs=0.01)
+
+
+def test_unreadable_artifact_sources_ask_for_a_dataset(sample_dir):
+    import datasets
+    from collections import Counter
+    clip = str(next((sample_dir / "test").glob("*.ogg")))
+    rows = datasets.Dataset.from_dict({"source": [clip, "/gone/a.wav", clip], "text": ["a", "b", "c"], "duration": [2.0, 2.0, 40.0]})
+    skipped = Counter()
+    with pytest.raises(ex.InputError, match="Cannot read 1 of the source files of artifact it-x's eval split .*/gone/a.wav.* give dataset_name"):
+        ex.artifact_audio_utterances(rows, 30.0, skipped, "it-x")
+    assert skipped == {"too long": 1}
+    assert len(ex.artifact_audio_utterances(rows.select([0, 2]), 30.0, Counter(), "it-x")) == 1
