@@ -10,7 +10,7 @@ import torch
 from transformers import TrainerCallback
 
 from .audio import pad_to_window
-from .evaluate import transcribe_arrays, transcribe_frames
+from .decoding import transcribe_arrays, transcribe_frames, window_frames
 from .noise import pink_noise, white_noise
 from .text import normalize_text
 from .config import language_code_of
@@ -83,7 +83,7 @@ def detected_languages(model, # a Whisper model
                        batch_size:int=16, # clips per forward pass
                       )->list: # Whisper language code per clip, e.g. "it"
     "The language Whisper detects in each clip, with no language forced."
-    window = 2 * model.config.max_source_positions
+    window = window_frames(model)
     id_to_code = {i: t.strip("<|>") for t, i in model.generation_config.lang_to_id.items()}
     codes = []
     for start in range(0, len(frames), batch_size):

@@ -19,7 +19,7 @@ COMMANDS = {
     "preprocess": (PreprocessConfig, "asr_finetuner.preprocess:preprocess", "read a speech dataset and write a training artifact"),
     "train": (TrainConfig, "asr_finetuner.train:train", "fine-tune a Whisper model on an artifact"),
     "evaluate": (EvaluateConfig, "asr_finetuner.evaluate:evaluate", "score a model on an artifact's or a dataset's eval split"),
-    "transcribe": (TranscribeConfig, "asr_finetuner.evaluate:transcribe", "transcribe audio files of any length"),
+    "transcribe": (TranscribeConfig, "asr_finetuner.transcribe:transcribe", "transcribe audio files of any length"),
     "export": (ExportConfig, "asr_finetuner.export:export", "export a model for faster-whisper (CTranslate2) or whisper.cpp (GGML), checked by WER"),
 }
 
@@ -80,12 +80,12 @@ def run_command(args:argparse.Namespace, # parsed arguments of a job subcommand
                ):
     "Build the job's validated parameters from `args` (config file, then flags) and run the job."
     if args.command in ("notebooks", "run-notebook"):
-        from asr_finetuner.jobs import JOB_CONFIGS, copy_job_notebooks, job_notebook, run_notebook
+        jobs = importlib.import_module("asr_finetuner.jobs")  # the jobs load when used: `--help` need not import torch
     if args.command == "notebooks":
-        paths = copy_job_notebooks(args.copy) if args.copy else [job_notebook(j) for j in JOB_CONFIGS]
+        paths = jobs.copy_job_notebooks(args.copy) if args.copy else [jobs.job_notebook(j) for j in jobs.JOB_CONFIGS]
         return print("\n".join(map(str, paths)))
     if args.command == "run-notebook":
-        record = run_notebook(args.job, args.config, args.output, **dict(args.parameter))
+        record = jobs.run_notebook(args.job, args.config, args.output, **dict(args.parameter))
         return print(f"executed notebook kept at {record}")
     if args.command == "demo": return load_function("asr_finetuner.jobs:demo")(max_steps=args.max_steps, output_root=args.output_root)
     cls, spec, _ = COMMANDS[args.command]

@@ -15,8 +15,8 @@ import yaml
 __all__ = ['TASKS', 'LANGUAGES', 'TO_LANGUAGE_CODE', 'REQUIRED', 'MAX_LABEL_TOKENS', 'PRECISIONS', 'BACKENDS',
            'EXPORT_QUANTIZATIONS', 'NOISE_TYPES', 'BEST_METRICS', 'OUTPUT_FORMATS', 'SUBTITLE_FORMATS', 'InputError',
            'language_name', 'language_code_of', 'param', 'coerce', 'JobConfig', 'PreprocessConfig', 'export_targets',
-           'TrainConfig', 'EvaluateConfig', 'TranscribeConfig', 'ExportConfig', 'read_config_file', 'make_config',
-           'save_config']
+           'TrainConfig', 'DecodingOptions', 'EvalData', 'EvaluateConfig', 'TranscribeConfig', 'ExportConfig',
+           'read_config_file', 'make_config', 'save_config']
 
 # %% ../nbs/00_config.ipynb #f8dcbd1e
 class InputError(ValueError):
@@ -265,8 +265,8 @@ def _check_eval_sets(cfg):
         raise InputError(f"Parameter best_metric={cfg.best_metric!r} must be last, one of {', '.join(BEST_METRICS)} (the "
                          f"training artifact's eval split), or SET:METRIC with SET one of eval_sets ({','.join(cfg.eval_sets) or 'none given'}).")
 
-def _check_mix(cfg):
-    "mix_artifacts: NAME:SHARE items, shares above 0 summing below 1, names distinct and not artifact_name."
+def _check_mix(cfg)->dict:
+    "mix_artifacts: NAME:SHARE items, shares above 0 summing below 1, names distinct and not artifact_name; returns {name: share}."
     cfg.mix_artifacts = _names(cfg.mix_artifacts)
     shares = {}
     for item in cfg.mix_artifacts:
@@ -278,6 +278,7 @@ def _check_mix(cfg):
     if len(shares) < len(cfg.mix_artifacts) or cfg.artifact_name in shares or sum(shares.values()) >= 1:
         raise InputError(f"Parameter mix_artifacts={','.join(cfg.mix_artifacts)!r} must name distinct artifacts other than "
                          f"artifact_name, with shares summing below 1 (artifact_name supplies the rest).")
+    return shares
 
 def _check_spec_augment(cfg):
     for n in ("mask_time_prob", "mask_feature_prob"):
@@ -367,18 +368,42 @@ class TrainConfig(JobConfig):
         for n in ("model_name", "model_id", "dataset_name", "artifact_name"):
             if not getattr(self, n).strip(): raise InputError(f"Parameter {n} cannot be empty.")
         _check_eval_sets(self)
-        _check_mix(self)
-        self.export_formats = [f"{f}:{q}" for f, q in export_targets(_names(self.export_formats))]
-
-    @property
-    def mix_shares(self)->dict:
-        "mix_artifacts as {artifact name: share of training rows}."
-        return {n.strip(): float(s) for n, _, s in (i.rpartition(":") for i in self.mix_artifacts)}
+        # list parameters are parsed here, once: the parsed forms are attributes beside the fields (not saved, not parameters)
+        self.mix_shares = _check_mix(self)  # {artifact name: share of training rows}
+        self.export_targets = tuple(export_targets(_names(self.export_formats)))  # ((format, quantization), ...)
+        self.export_formats = [f"{f}:{q}" for f, q in self.export_targets]
 
     @property
     def resolved_output_dir(self)->Path:
         "Where the model folder goes."
         return Path(self.output_dir) if self.output_dir else Path("outputs") / self.model_name
+
+# %% ../nbs/00_config.ipynb #d0c0de02
+@dataclass(frozen=True)
+class DecodingOptions:
+    "How a runtime decodes: beams, length, and the long-form fallback and thresholds (defaults: deterministic scoring)."
+    num_beams: int = 1 # beams (1: greedy)
+    max_length: int = 225 # longest text generated for one window, in tokens
+    temperature: tuple = (0.0,) # temperatures tried in turn when a window fails a threshold (one: no fallback)
+    compression_ratio_threshold: float|None = None # fall back when a window's token ids compress better than this (None: no check)
+    logprob_threshold: float|None = None # fall back when a window's mean log-probability is below this (None: no check)
+    no_speech_threshold: float|None = None # skip a window as silence above this no-speech probability (None: never)
+    condition_on_prev_tokens: bool = False # prompt each window with the previous window's text
+
+# %% ../nbs/00_config.ipynb #d0c0de06
+@dataclass(frozen=True)
+class EvalData:
+    "Which eval rows to score: an artifact's, or a dataset's read as preprocess reads it; capped by a seeded subset."
+    artifact_name: str|None = None # an artifact (or dataset_name)
+    dataset_name: str|None = None # a Hub id, folder, manifest or saved dataset (or artifact_name)
+    artifacts_dir: str|None = None # folder of artifacts (None: the default)
+    language_code: str = "it" # the Hub dataset's config name
+    dataset_config: str|None = None # Hub dataset config when it differs from language_code
+    eval_split: str|None = None # the split (None: detected, else carved out of train as preprocess does)
+    audio_column: str|None = None # audio column (None: detected)
+    text_column: str|None = None # transcript column (None: detected)
+    max_eval_samples: int|None = None # cap on rows, a seeded random subset (None: all)
+    seed: int = 42 # seed of the subset and of the carve-out
 
 # %% ../nbs/00_config.ipynb #b0965723
 def _check_evaluation(cfg):
@@ -425,6 +450,15 @@ class EvaluateConfig(JobConfig):
         if (self.artifact_name is None) == (self.dataset_name is None):
             raise InputError("Give exactly one of artifact_name (score on an artifact's eval split) and dataset_name "
                              f"(score on a dataset's eval split); got {'both' if self.artifact_name else 'neither'}.")
+
+    def decoding(self)->DecodingOptions:
+        "How the job decodes: deterministic, with the job's beams and length."
+        return DecodingOptions(num_beams=self.num_beams, max_length=self.generation_max_length)
+
+    def eval_data(self)->EvalData:
+        "What the job scores."
+        return EvalData(self.artifact_name, self.dataset_name, self.artifacts_dir, self.language_code, self.dataset_config,
+                        self.eval_split, self.audio_column, self.text_column, self.max_eval_samples, self.seed)
 
     @property
     def resolved_output_dir(self)->Path:
@@ -507,6 +541,11 @@ class TranscribeConfig(JobConfig):
         _check_long_form(self)
         _check_subtitle_outputs(self)
 
+    def decoding(self)->DecodingOptions:
+        "How the job decodes: its beams, length, temperature fallback and thresholds."
+        return DecodingOptions(self.num_beams, self.generation_max_length, tuple(self.temperature), self.compression_ratio_threshold,
+                               self.logprob_threshold, self.no_speech_threshold, self.condition_on_prev_tokens)
+
 # %% ../nbs/00_config.ipynb #e4a0c002
 @dataclass
 class ExportConfig(JobConfig):
@@ -538,6 +577,15 @@ class ExportConfig(JobConfig):
         if self.artifact_name and self.dataset_name:
             raise InputError("Give at most one of artifact_name and dataset_name: the parity check transcribes one of them.")
         if not self.model_id.strip(): raise InputError("Parameter model_id cannot be empty.")
+
+    def decoding(self)->DecodingOptions:
+        "How the parity check decodes both models: deterministic, with the job's length."
+        return DecodingOptions(max_length=self.generation_max_length)
+
+    def eval_data(self)->EvalData:
+        "The clips the parity check transcribes."
+        return EvalData(self.artifact_name, self.dataset_name, self.artifacts_dir, self.language_code, eval_split=self.eval_split,
+                        max_eval_samples=self.max_eval_samples, seed=self.seed)
 
     @property
     def resolved_output_dir(self)->Path:

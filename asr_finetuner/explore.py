@@ -4,7 +4,7 @@
 
 # %% ../nbs/32_explore.ipynb #e5c00002
 from __future__ import annotations
-import base64, html, io, json
+import base64, html, io
 from pathlib import Path
 
 import jiwer
@@ -15,13 +15,17 @@ from transformers import TrainerCallback
 
 from .artifacts import load_artifact
 from .audio import AudioError, load_audio
-from .config import InputError, TranscribeConfig, language_name
+from .config import DecodingOptions, InputError, language_name
+from .whisper import load_processor
 from .reports import splits_table
+from .runtimes import open_runtime
+from .scoring import read_predictions, utterance_wer
+from .train_outputs import curves_figure
 from .text import has_repetition_loop, normalize_text
 
 # %% auto #0
-__all__ = ['DIFF_STYLE', 'VIEWS', 'png_data_url', 'svg_of', 'wav_bytes', 'StaticView', 'audio_player', 'word_diff', 'diff_html',
-           'read_predictions', 'compare_predictions', 'results_view', 'results_html', 'ResultsExplorer',
+__all__ = ['DIFF_STYLE', 'VIEWS', 'png_data_url', 'svg_of', 'wav_bytes', 'StaticView', 'audio_player', 'shown_source',
+           'word_diff', 'diff_html', 'compare_predictions', 'results_view', 'results_html', 'ResultsExplorer',
            'TrainingMonitor', 'token_html', 'duration_histogram', 'mel_image', 'ArtifactExplorer', 'segments_html',
            'TryIt']
 
@@ -70,6 +74,17 @@ def audio_player(source:str, # a clip's path, or a packed window's ("a.wav + b.w
         return widgets.Audio(value=wav_bytes(joined), format="wav", autoplay=False, loop=False)
     except (AudioError, OSError, TypeError): return widgets.HTML(f"<i>audio not at hand: {html.escape(str(source))}</i>")
 
+# %% ../nbs/32_explore.ipynb #f0fe7ff5
+def shown_source(source:str, # a clip's path, or a packed window's ("a.wav + b.wav")
+                 root:str|None, # the dataset's folder (a Hub id or None: paths shown as they are)
+                )->str:
+    "The source as shown: each path relative to `root` when it lies inside it."
+    if not root or not Path(root).is_dir(): return str(source)
+    def rel(p:str)->str:
+        try: return str(Path(p).resolve().relative_to(Path(root).resolve()))
+        except (ValueError, OSError): return p
+    return " + ".join(rel(p) for p in str(source).split(" + "))
+
 # %% ../nbs/32_explore.ipynb #e5c00008
 def word_diff(reference:str, # the reference transcript
               prediction:str, # the model's transcript
@@ -94,18 +109,6 @@ def diff_html(ops:list, # from `word_diff`
     return " ".join(out)
 
 # %% ../nbs/32_explore.ipynb #e5c00011
-def read_predictions(path:str|Path, # a predictions .jsonl file, or a folder holding predictions.jsonl
-                    )->list: # {source, reference, prediction, ...} per utterance
-    "The predictions of a train or evaluate run."
-    path = Path(path)
-    if path.is_dir(): path = path / "predictions.jsonl"
-    if not path.is_file(): raise InputError(f"No predictions at {path}: give a predictions .jsonl file or a train or evaluate folder.")
-    return [json.loads(l) for l in path.read_text(encoding="utf-8").splitlines() if l.strip()]
-
-def _wer(reference:str, prediction:str)->float:
-    ref, hyp = normalize_text(reference), normalize_text(prediction)
-    return float(jiwer.wer(ref, hyp)) if ref else float(bool(hyp))
-
 def compare_predictions(before:list, # predictions of the first model (e.g. step 0)
                         after:list, # predictions of the second model, on the same utterances
                        )->pd.DataFrame: # one row per utterance: source, reference, before, after, wer_before, wer_after, change, empty_output, repetition_loop
@@ -115,13 +118,15 @@ def compare_predictions(before:list, # predictions of the first model (e.g. step
             for p in after if (p["source"], p["reference"]) in first]
     if not rows: raise InputError("The two prediction files share no utterance (source and reference): compare runs on the same eval split.")
     df = pd.DataFrame(rows)
-    df["wer_before"] = [_wer(r, p) for r, p in zip(df.reference, df.before)]
-    df["wer_after"] = [_wer(r, p) for r, p in zip(df.reference, df.after)]
+    df["wer_before"] = [utterance_wer(p, r, normalized=True) for r, p in zip(df.reference, df.before)]  # None (NaN) for an empty reference
+    df["wer_after"] = [utterance_wer(p, r, normalized=True) for r, p in zip(df.reference, df.after)]
+    df[["wer_before", "wer_after"]] = df[["wer_before", "wer_after"]].astype(float)
     df["change"] = df.wer_after - df.wer_before
     df["empty_output"] = [not normalize_text(p) for p in df.after]
     df["repetition_loop"] = [has_repetition_loop(p) for p in df.after]
     return df
 
+# %% ../nbs/32_explore.ipynb #e5c00011c
 VIEWS = ("worst", "most improved", "most degraded", "empty output", "repetition loops") # how the results explorer orders and filters
 
 def results_view(df:pd.DataFrame, # from `compare_predictions`
@@ -136,6 +141,10 @@ def results_view(df:pd.DataFrame, # from `compare_predictions`
     raise InputError(f"Unknown view {view!r}: use one of {', '.join(VIEWS)}.")
 
 # %% ../nbs/32_explore.ipynb #e5c00014
+def _pct(value:float, spec:str=".0f%")->str:
+    "A fraction as a percentage for the table; '-' where there is none (an empty reference has no WER)."
+    return "-" if pd.isna(value) else format(100 * value, spec.rstrip("%")) + ("%" if spec.endswith("%") else "")
+
 def results_html(df:pd.DataFrame, # rows of `compare_predictions`, in the order to show
                  labels:tuple=("before", "after"), # names of the two runs
                  limit:int=20, # most rows shown
@@ -147,7 +156,7 @@ def results_html(df:pd.DataFrame, # rows of `compare_predictions`, in the order 
     body = "".join(
         f'<tr class="asr-row" data-source="{html.escape(str(r.source))}"><td>{i}</td><td>{html.escape(Path(str(r.source)).name)}</td>'
         f"<td>{html.escape(r.reference)}</td><td>{diff_html(word_diff(r.reference, r.before))}</td><td>{diff_html(word_diff(r.reference, r.after))}</td>"
-        f"<td>{100 * r.wer_before:.0f}%</td><td>{100 * r.wer_after:.0f}%</td><td>{100 * r.change:+.0f}</td></tr>"
+        f"<td>{_pct(r.wer_before)}</td><td>{_pct(r.wer_after)}</td><td>{_pct(r.change, '+.0f')}</td></tr>"
         for i, r in enumerate(df.head(limit).itertuples(), 1))
     return f'<table class="asr-results" data-view="{html.escape(view)}">{head}{body}</table>' + ("" if len(df) else "<p><i>no utterance in this view</i></p>")
 
@@ -196,7 +205,6 @@ class TrainingMonitor(TrainerCallback):
 
     def redraw(self, history:list|None=None): # a log history (None: the one seen last)
         "Draw the curves of `history`."
-        from asr_finetuner.train import curves_figure
         if history is not None: self.history = list(history)
         self.view.value = f'<div class="asr-monitor"><b>{html.escape(self.title)}</b>: step {self._step()}{svg_of(curves_figure(self.history))}</div>'
 
@@ -253,7 +261,6 @@ class ArtifactExplorer(StaticView):
     def __init__(self, artifact_name:str, # the artifact
                  artifacts_dir:str|None=None, # its folder (default: the usual one)
                 ):
-        from asr_finetuner.whisper import load_processor
         self.dd, self.manifest = load_artifact(artifact_name, artifacts_dir)
         self.tokenizer = load_processor(str(Path(self.manifest.path) / "processor")).tokenizer
         self.summary = widgets.HTML(splits_table(self.manifest).to_html() + f'<img class="asr-hist" src="{duration_histogram(self.manifest, self.dd)}">')
@@ -271,7 +278,7 @@ class ArtifactExplorer(StaticView):
     def row_html(self, split:str, i:int)->str:
         r = self.dd[split][i]
         prompt = f"<p>prompt: {token_html(r['prompt_ids'], self.tokenizer)}</p>" if r.get("prompt_ids") else ""
-        return (f'<div class="asr-row-detail"><p><b>{html.escape(split)} row {i}</b>, {r["duration"]:.2f} s, {html.escape(str(r["source"]))}</p>'
+        return (f'<div class="asr-row-detail"><p><b>{html.escape(split)} row {i}</b>, {r["duration"]:.2f} s, {html.escape(shown_source(r["source"], self.manifest.parameters.get("dataset_name")))}</p>'
                 f"<p>{html.escape(r['text'])}</p><p>labels: {token_html(r['labels'], self.tokenizer)}</p>{prompt}"
                 f'<img class="asr-mel" src="{mel_image(r["log_mel_frames"])}"></div>')
 
@@ -296,7 +303,7 @@ class TryIt(StaticView):
                  language:str|None=None, # language name or code (None: each model's own)
                  max_length:int=225, # longest text generated for one 30 s window, in tokens
                 ):
-        self.models, self.language, self.max_length, self._backends = dict(models), language, max_length, {}
+        self.models, self.language, self.max_length, self._runtimes = dict(models), language, max_length, {}
         self.upload = widgets.FileUpload(accept="audio/*,.wav,.flac,.ogg,.mp3", multiple=False, description="upload audio")
         self.pick = widgets.Dropdown(options=[("(choose a clip)", None)] + [(Path(c).name, str(c)) for c in clips], description="or pick")
         self.button = widgets.Button(description="Transcribe", button_style="primary")
@@ -304,21 +311,22 @@ class TryIt(StaticView):
         self.button.on_click(lambda _: self.transcribe_chosen())
         super().__init__([widgets.HBox([self.upload, self.pick, self.button]), self.player, self.result])
 
-    def backend(self, name:str):
-        from asr_finetuner.export import open_backend
-        if name not in self._backends: self._backends[name] = open_backend(str(self.models[name]))
-        return self._backends[name]
+    def runtime(self, name:str):
+        "The runtime of model `name`, opened once."
+        if name not in self._runtimes: self._runtimes[name] = open_runtime(str(self.models[name]))
+        return self._runtimes[name]
 
     def transcribe_samples(self, samples:np.ndarray, # mono float32 at 16 kHz, any length
                            title:str="audio", # what is transcribed, for the heading
                           )->dict: # model name -> {text, duration, segments}
         "Transcribe with every model and show them side by side."
-        cfg = TranscribeConfig(model_id="-", audio=["-"], temperature=[0.0], generation_max_length=self.max_length)
+        # the transcribe job's silence thresholds, without its temperature fallback: both models are shown as they decode, not as they sample
+        options = DecodingOptions(max_length=self.max_length, compression_ratio_threshold=1.35, logprob_threshold=-1.0, no_speech_threshold=0.6)
         out = {}
         for name in self.models:
-            b = self.backend(name)
-            language = self.language or (language_name(b.language) if b.language else None)
-            out[name] = b.long([samples], language, b.task, cfg)[0]
+            rt = self.runtime(name)
+            language = self.language or (language_name(rt.language) if rt.language else None)
+            out[name] = rt.long([samples], language, rt.task, options)[0]
         cols = "".join(f'<td style="vertical-align:top"><b>{html.escape(n)}</b>{segments_html(r)}</td>' for n, r in out.items())
         self.result.value = f'<p>{html.escape(title)}</p><table class="asr-tryit"><tr>{cols}</tr></table>'
         self.player.children = [widgets.Audio(value=wav_bytes(samples), format="wav", autoplay=False)]

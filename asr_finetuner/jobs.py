@@ -10,6 +10,9 @@ from pathlib import Path
 import asr_finetuner
 from .config import EvaluateConfig, InputError, PreprocessConfig, TrainConfig, make_config
 from .artifacts import artifact_path
+from .preprocess import preprocess
+from .train import train
+from .evaluate import evaluate
 from tqdm.auto import tqdm
 from transformers import TrainerCallback
 
@@ -109,9 +112,6 @@ def demo(max_steps:int|None=None, # training steps (default: `DEMO_TRAINING`'s)
          num_proc:int|None=None, # processes for preprocessing (default: all cores)
         )->dict: # step-0 and final WER on validation, WER on test, and where the outputs are
     "Preprocess the bundled sample, train the demo model on it, evaluate it, and print what happened."
-    from asr_finetuner.preprocess import preprocess
-    from asr_finetuner.train import train
-    from asr_finetuner.evaluate import evaluate
     start, root, training = time.time(), Path(output_root), demo_training(max_steps)
     steps = training["max_steps"]
     print(f"Demo: preprocess the sample, train {steps} steps, evaluate. Expected: about "

@@ -4,12 +4,12 @@
 
 # %% ../nbs/17_reports.ipynb #9aa81f6c
 from __future__ import annotations
-import json
 from pathlib import Path
 
 import pandas as pd
 
 from .audio import AudioError, load_audio
+from .scoring import read_predictions
 
 # %% auto #0
 __all__ = ['SCORES', 'splits_table', 'scores_table', 'guardrails_table', 'eval_table', 'worst_predictions', 'show_worst']
@@ -20,7 +20,10 @@ def splits_table(manifest, # the preprocess job's `Manifest`
     "Rows and audio kept and dropped per split of an artifact."
     rows = {s: {"rows in": r["rows_in"], "kept": r["rows_kept"], "minutes": round(60 * r["audio_hours"], 2),
                 **{f"dropped: {k}": v for k, v in r["dropped"].items()}} for s, r in manifest.splits.items()}
-    return pd.DataFrame(rows).T
+    table = pd.DataFrame.from_dict(rows, orient="index")  # by row: each column keeps its type (counts stay integers)
+    dropped = [c for c in table if c.startswith("dropped: ")]
+    table[dropped] = table[dropped].fillna(0).astype(int)  # a reason another split has: none dropped here
+    return table
 
 # %% ../nbs/17_reports.ipynb #a7c79041
 SCORES = ("wer", "wer_normalized", "cer", "repetition_rate")
@@ -62,7 +65,7 @@ def worst_predictions(folder:str|Path, # a train or evaluate output folder with 
                       n:int=5, # how many
                      )->pd.DataFrame: # the `n` utterances with the highest WER
     "The `n` worst predictions of a run."
-    rows = [json.loads(l) for l in Path(folder, "predictions.jsonl").read_text(encoding="utf-8").splitlines() if l.strip()]
+    rows = read_predictions(folder)
     return pd.DataFrame(rows).sort_values("wer", ascending=False).head(n).reset_index(drop=True)
 
 def show_worst(folder:str|Path, # a train or evaluate output folder

@@ -16,11 +16,12 @@ from transformers import Seq2SeqTrainer, TrainerCallback
 from .config import InputError, TrainConfig, language_code_of
 from .whisper import vocabulary_hash
 from .artifacts import Manifest, load_artifact, seeded_subset
+from .scoring import write_predictions
 
 # %% auto #0
 __all__ = ['TRAINING_COLUMNS', 'BEST_FOLDER', 'check_fits_model', 'usable_rows', 'EvalSet', 'open_fitting_artifact',
-           'load_eval_sets', 'write_predictions', 'MultiSetTrainer', 'best_metric_key', 'BestStep', 'quota_sources',
-           'MixedRows', 'MixSource', 'load_mix_sources']
+           'load_eval_sets', 'MultiSetTrainer', 'best_metric_key', 'BestStep', 'quota_sources', 'MixedRows',
+           'MixSource', 'load_mix_sources']
 
 # %% ../nbs/15_sets.ipynb #5e7a0008
 def check_fits_model(manifest:Manifest, # the artifact's manifest
@@ -100,18 +101,6 @@ def load_eval_sets(cfg:TrainConfig, # the train job's parameters (eval_sets)
     return sets
 
 # %% ../nbs/15_sets.ipynb #5e7a0011
-def write_predictions(path:Path, # the JSON-lines file to write
-                      rows, # eval rows with source and text
-                      hyps:list, # one prediction per row
-                     )->Path:
-    "One line per utterance: source, reference, prediction and its WER."
-    from asr_finetuner.text import asr_metrics
-    with open(path, "w", encoding="utf-8") as f:
-        for row, h in zip(rows, hyps):
-            f.write(json.dumps({"source": str(row["source"]), "reference": str(row["text"]), "prediction": h,
-                                "wer": asr_metrics([h], [str(row["text"])])["wer"]}, ensure_ascii=False) + "\n")
-    return path
-
 class MultiSetTrainer(Seq2SeqTrainer):
     "A `Seq2SeqTrainer` whose every evaluation also scores each further eval set, in the set's own language and task."
     def __init__(self, *args, eval_sets:dict|None=None, # name -> `EvalSet`
@@ -125,7 +114,7 @@ class MultiSetTrainer(Seq2SeqTrainer):
         if eval_dataset is None and metric_key_prefix == "eval":  # the trainer's own evaluations, not a caller's
             said = getattr(self.compute_metrics, "last_predictions", None)
             if self.state.global_step == 0 and self.step_0_predictions and said and self.is_world_process_zero():
-                write_predictions(self.step_0_predictions, self.eval_dataset, said)
+                write_predictions(self.step_0_predictions, self.eval_dataset["source"], self.eval_dataset["text"], said)
             for name, s in self.eval_sets.items():
                 metrics.update(super().evaluate(s.rows, ignore_keys, f"eval_{name}", **{**gen_kwargs, "language": s.language_code, "task": s.task}))
         return metrics

@@ -11,10 +11,14 @@ import soundfile as sf
 import srt
 import webvtt
 
-from asr_finetuner import evaluate as ev
+from asr_finetuner import decoding as dec
+from asr_finetuner.evaluate import evaluate
+from asr_finetuner.eval_data import SKIP_REASONS
+from asr_finetuner.scoring import EvalMetrics
+from asr_finetuner.transcribe import format_transcripts, transcribe
 from asr_finetuner.audio import load_audio
 from asr_finetuner.cli import main
-from asr_finetuner.config import EvaluateConfig, InputError, make_config
+from asr_finetuner.config import EvaluateConfig, InputError, TranscribeConfig, make_config
 from asr_finetuner.preprocess import preprocess
 from asr_finetuner.text import asr_metrics
 
@@ -37,7 +41,7 @@ def artifacts(tmp_path_factory, tiny_model_dir, sample_dir):
 def artifact_eval(tmp_path_factory, tiny_model_dir, artifacts):
     "(metrics, output folder) of the evaluate job on the artifact."
     out = tmp_path_factory.mktemp("eval") / "artifact"
-    m = ev.evaluate(model_id=str(tiny_model_dir), artifact_name="it-eval", artifacts_dir=str(artifacts), output_dir=str(out),
+    m = evaluate(model_id=str(tiny_model_dir), artifact_name="it-eval", artifacts_dir=str(artifacts), output_dir=str(out),
                     eval_batch_size=4, **FAST)
     return m, out
 
@@ -68,13 +72,13 @@ def wav70(tmp_path_factory, sample_dir):
 def long_run(tmp_path_factory, tiny_model_dir_30s, wav70):
     "(results, JSON written, generate inputs seen) of the job on the 70 s file: real 30 s window, default decoding."
     out, seen = tmp_path_factory.mktemp("transcribe") / "t.json", []
-    real = ev.generate_segments
+    real = dec.generate_segments
     def spy(model, tok, feats, mask, *a, **kw):
         seen.append((tuple(feats.shape), mask.sum(-1).tolist(), kw))
         return real(model, tok, feats, mask, *a, **kw)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(ev, "generate_segments", spy)
-        res = ev.transcribe(model_id=str(tiny_model_dir_30s), audio=str(wav70), language="it", output_format="json",
+        mp.setattr(dec, "generate_segments", spy)
+        res = transcribe(model_id=str(tiny_model_dir_30s), audio=str(wav70), language="it", output_format="json",
                             output_file=str(out), generation_max_length=8)
     return res, json.loads(out.read_text()), seen
 
@@ -89,12 +93,12 @@ def run_cli(*args):
 
 def test_evaluate_on_an_artifact_writes_metrics_and_predictions(artifact_eval):
     m, out = artifact_eval
-    assert ev.EvalMetrics.read(out / "metrics.json") == m
+    assert EvalMetrics.read(out / "metrics.json") == m
     preds = [json.loads(l) for l in (out / "predictions.jsonl").read_text().splitlines()]
     assert m.wer == asr_metrics([p["prediction"] for p in preds], [p["reference"] for p in preds])["wer"]
     # both are rounded from the unrounded seconds: transcribe_seconds to the millisecond, the factor to 4 decimals
     assert m.real_time_factor == pytest.approx(m.transcribe_seconds / m.audio_seconds, abs=0.0005 / m.audio_seconds + 0.00005)
-    assert m.num_utterances == 4 and m.num_skipped == 0 and set(m.skipped) == set(ev.SKIP_REASONS)
+    assert m.num_utterances == 4 and m.num_skipped == 0 and set(m.skipped) == set(SKIP_REASONS)
     assert m.data["kind"] == "artifact" and m.data["fingerprint"] and m.real_time_factor > 0
     preds = read_jsonl(out / "predictions.jsonl")
     assert len(preds) == 4 and all(set(p) == {"source", "reference", "prediction", "wer"} for p in preds)
@@ -105,7 +109,7 @@ def test_evaluate_on_an_artifact_writes_metrics_and_predictions(artifact_eval):
 def test_dataset_and_artifact_give_the_same_predictions(artifact_eval, tiny_model_dir, sample_dir, tmp_path):
     "Same seed and cap: the clips the artifact holds, decoded from audio instead of stored frames, decode the same."
     m_art, out_art = artifact_eval
-    m = ev.evaluate(model_id=str(tiny_model_dir), dataset_name=str(sample_dir), max_eval_samples=4, output_dir=str(tmp_path),
+    m = evaluate(model_id=str(tiny_model_dir), dataset_name=str(sample_dir), max_eval_samples=4, output_dir=str(tmp_path),
                     eval_batch_size=4, **FAST)
     assert m.data["kind"] == "audiofolder" and m.data["eval_split"] == "validation" and m.num_utterances == 4
     strip = lambda rows: [(r["source"], r["reference"], r["prediction"]) for r in rows]
@@ -122,7 +126,7 @@ def test_dataset_rows_that_cannot_be_scored_are_skipped_and_counted(tmp_path, ti
             ("bad.wav", "x", "test"), ("empty.wav", "x", "test"), ("long.wav", "x", "test"), (good[1], " ", "test")]
     with open(tmp_path / "manifest.csv", "w", newline="") as f:
         w = csv.writer(f); w.writerow(["path", "text", "split"]); w.writerows(rows)
-    m = ev.evaluate(model_id=str(tiny_model_dir), dataset_name=str(tmp_path / "manifest.csv"), output_dir=str(tmp_path / "out"), **FAST)
+    m = evaluate(model_id=str(tiny_model_dir), dataset_name=str(tmp_path / "manifest.csv"), output_dir=str(tmp_path / "out"), **FAST)
     assert m.num_utterances == 2
     assert m.skipped == {"missing file": 1, "undecodable audio": 1, "empty audio": 1, "empty text": 1, "too long": 1}
     assert [p["reference"] for p in read_jsonl(tmp_path / "out" / "predictions.jsonl")] == ["due", "tre"]
@@ -132,7 +136,7 @@ def test_evaluate_refuses_unclear_or_misfit_data(tiny_model_dir, artifacts):
     with pytest.raises(InputError, match="exactly one of artifact_name"):
         make_config(EvaluateConfig, model_id="m", artifact_name="a", dataset_name="d")
     with pytest.raises(InputError, match="made for language Italian, not French: set language=Italian"):
-        ev.evaluate(model_id=str(tiny_model_dir), artifact_name="it-eval", artifacts_dir=str(artifacts), language="fr")
+        evaluate(model_id=str(tiny_model_dir), artifact_name="it-eval", artifacts_dir=str(artifacts), language="fr")
 
 
 def test_long_file_is_decoded_whole_by_the_long_form_algorithm(long_run, wav70):
@@ -156,21 +160,23 @@ def test_subtitles_parse_with_standard_parsers(long_run):
     "SRT through `srt`, WebVTT through `webvtt-py`: every segment a cue, with its times to the millisecond and its text."
     res = long_run[0]
     segments = res[0]["segments"]
-    cues = list(srt.parse(ev.format_transcripts(res, "srt")))
+    cues = list(srt.parse(format_transcripts(res, "srt")))
     assert [(c.index, c.start.total_seconds(), c.end.total_seconds(), c.content) for c in cues] == \
            [(i, s["start"], s["end"], s["text"]) for i, s in enumerate(segments, 1)]
-    captions = webvtt.from_buffer(io.StringIO(ev.format_transcripts(res, "vtt"))).captions
+    captions = webvtt.from_buffer(io.StringIO(format_transcripts(res, "vtt"))).captions
     assert [(c.start_time.in_milliseconds() / 1000, c.end_time.in_milliseconds() / 1000, c.text) for c in captions] == \
            [(s["start"], s["end"], s["text"]) for s in segments]
 
 
 def test_a_model_that_writes_no_timestamps_gets_one_segment_per_window(tiny_model_dir_30s, wav70):
     "Every timestamp but the forced first <|0.00|> suppressed, as for a model fine-tuned on <|notimestamps|> labels only."
-    model, processor = ev.load_for_inference(str(tiny_model_dir_30s))
-    options = ev.long_form_options(make_config(ev.TranscribeConfig, model_id="m", audio="a.wav", **GREEDY), model)
+    model, processor = dec.load_for_inference(str(tiny_model_dir_30s))
+    options = dec.long_form_options(make_config(TranscribeConfig, model_id="m", audio="a.wav", **GREEDY).decoding(), model)
     no_timestamps = list(range(processor.tokenizer.convert_tokens_to_ids("<|0.02|>"), model.config.vocab_size))
     x = load_audio(wav70)
-    (res,) = ev.transcribe_long(model, processor, [x], "it", suppress_tokens=no_timestamps, **options)
+    feats, mask = dec.batch_features([dec.file_features(processor.feature_extractor, x)])
+    (segments,) = dec.generate_segments(model, processor.tokenizer, feats, mask, "it", "transcribe", suppress_tokens=no_timestamps, **options)
+    res = dec.file_transcript(segments, len(x) / 16_000)
     assert [(s["start"], s["end"]) for s in res["segments"]] == [(0.0, 30.0), (30.0, 60.0), (60.0, 70.0)]
 
 
@@ -180,9 +186,9 @@ def test_files_batched_decode_as_one_at_a_time(capsys, tmp_path, tiny_model_dir_
     sf.write(tmp_path / "mid.wav", x[10 * 16_000:50 * 16_000], 16_000)
     files = [str(wav70), str(sorted((sample_dir / "test").glob("*.ogg"))[2]), str(tmp_path / "mid.wav")]
     common = dict(model_id=str(tiny_model_dir_30s), audio=files, language="it", **GREEDY)
-    together = ev.transcribe(batch_size=3, output_format="json", output_file=str(tmp_path / "t.json"), **common)
+    together = transcribe(batch_size=3, output_format="json", output_file=str(tmp_path / "t.json"), **common)
     capsys.readouterr()
-    alone = ev.transcribe(batch_size=1, **common)
+    alone = transcribe(batch_size=1, **common)
     assert alone == together and [r["duration"] for r in alone] == [70.0, 2.81, 40.0]
     assert capsys.readouterr().out == "".join(f"{r['path']}\t{r['text']}\n" for r in alone)
     assert all(s["end"] <= r["duration"] for r in alone for s in r["segments"])
@@ -192,7 +198,7 @@ def test_undecodable_file_among_several_is_reported_after_the_others_are_written
     clip, bad = next((sample_dir / "test").glob("*.ogg")), tmp_path / "bad.wav"
     bad.write_bytes(b"not audio")
     with pytest.raises(InputError, match=r"Could not decode 1 of 2 audio file\(s\): .*bad.wav.*The other 1 were transcribed"):
-        ev.transcribe(model_id=str(tiny_model_dir), audio=[str(bad), str(clip)], output_file=str(tmp_path / "out.txt"), **FAST)
+        transcribe(model_id=str(tiny_model_dir), audio=[str(bad), str(clip)], output_file=str(tmp_path / "out.txt"), **FAST)
     lines = (tmp_path / "out.txt").read_text().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"{clip}\t")
 

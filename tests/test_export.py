@@ -10,7 +10,10 @@ import pytest
 
 from asr_finetuner import export as ex
 from asr_finetuner.cli import main
-from asr_finetuner.evaluate import evaluate, transcribe
+from asr_finetuner.evaluate import evaluate
+from asr_finetuner.transcribe import transcribe
+from asr_finetuner import convert, runtimes
+from asr_finetuner.eval_data import artifact_audio_utterances
 from asr_finetuner.preprocess import preprocess
 from asr_finetuner.train import TrainMetrics, train
 
@@ -46,7 +49,7 @@ def test_train_exports_both_formats_each_checked_by_wer(trained):
     ct2, ggml = out / "export" / "ctranslate2-float16", out / "export" / "ggml-f16"
     assert {"model.bin", "config.json", "tokenizer.json", "preprocessor_config.json", "export.json"} <= {p.name for p in ct2.iterdir()}
     assert json.loads((ct2 / "preprocessor_config.json").read_text())["feature_size"] == 80
-    assert ex.detect_backend(str(ct2)) == "ctranslate2" and ex.detect_backend(str(ggml)) == "ggml" and ex.detect_backend(str(out)) == "transformers"
+    assert runtimes.detect_backend(str(ct2)) == "ctranslate2" and runtimes.detect_backend(str(ggml)) == "ggml" and runtimes.detect_backend(str(out)) == "transformers"
     for folder in (ct2, ggml):
         info = json.loads((folder / "export.json").read_text())
         assert (info["language"], info["task"], info["status"]) == ("it", "transcribe", "ok")
@@ -80,10 +83,10 @@ def test_float32_ctranslate2_export_gives_the_source_models_greedy_tokens(traine
 
 def test_a_broken_export_fails_its_check_with_exit_2(trained, tmp_path, monkeypatch, capsys):
     "A converter bug (the token embedding written negated) is caught by the parity check; the export stays, marked failed."
-    real = ex._write_tensor
+    real = convert._write_tensor
     def negated_embedding(f, name, data, kind):
         return real(f, name, -data if name == "decoder.token_embedding.weight" else data, kind)
-    monkeypatch.setattr(ex, "_write_tensor", negated_embedding)
+    monkeypatch.setattr(convert, "_write_tensor", negated_embedding)
     out = tmp_path / "broken"
     with pytest.raises(SystemExit) as e:
         main(["export", "--model_id", str(trained["out"]), "--format", "ggml", "--output_dir", str(out),
@@ -122,6 +125,6 @@ def test_unreadable_artifact_sources_ask_for_a_dataset(sample_dir):
     rows = datasets.Dataset.from_dict({"source": [clip, "/gone/a.wav", clip], "text": ["a", "b", "c"], "duration": [2.0, 2.0, 40.0]})
     skipped = Counter()
     with pytest.raises(ex.InputError, match="Cannot read 1 of the source files of artifact it-x's eval split .*/gone/a.wav.* give dataset_name"):
-        ex.artifact_audio_utterances(rows, 30.0, skipped, "it-x")
+        artifact_audio_utterances(rows, 30.0, skipped, "it-x")
     assert skipped == {"too long": 1}
-    assert len(ex.artifact_audio_utterances(rows.select([0, 2]), 30.0, Counter(), "it-x")) == 1
+    assert len(list(artifact_audio_utterances(rows.select([0, 2]), 30.0, Counter(), "it-x"))) == 1

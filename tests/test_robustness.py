@@ -241,7 +241,8 @@ import sys, json
 from pathlib import Path
 from asr_finetuner.preprocess import preprocess
 from asr_finetuner.train import train
-from asr_finetuner.evaluate import evaluate, transcribe
+from asr_finetuner.evaluate import evaluate
+from asr_finetuner.transcribe import transcribe
 from asr_finetuner.jobs import run_notebook
 model, sample, tmp = sys.argv[1:4]
 tmp = Path(tmp)
