@@ -23,7 +23,7 @@ from .config import InputError
 __all__ = ['ARTIFACT_FORMAT_VERSION', 'MANIFEST', 'MANIFEST_CHECKSUM', 'default_artifacts_dir', 'artifact_path',
            'content_fingerprint', 'artifact_lock', 'remove_stale_staging', 'publish', 'staged_artifact',
            'seeded_subset', 'JsonRecord', 'Manifest', 'data_files', 'write_manifest', 'read_manifest',
-           'check_artifact_files', 'load_artifact']
+           'check_artifact_files', 'load_artifact', 'wandb_artifact_ref']
 
 # %% ../nbs/05_artifacts.ipynb #bf1b6403
 ARTIFACT_FORMAT_VERSION = 2
@@ -306,3 +306,9 @@ def load_artifact(artifact_name:str, # the artifact's name
     if verify and content_fingerprint(dd, manifest.fingerprint_extra) != manifest.fingerprint:
         raise InputError(f"Artifact {folder} is corrupted: its content does not match its fingerprint. Preprocess it again.")
     return dd, manifest
+
+# %% ../nbs/05_artifacts.ipynb #5a1d0b02
+def wandb_artifact_ref(manifest:Manifest, # an artifact's manifest
+                      )->str: # "<artifact_name>:fp-<16 hex digits>"
+    "The W&B Artifact version logged for this artifact's content: its name and the alias of its fingerprint."
+    return f"{manifest.artifact_name}:fp-{manifest.fingerprint[:16]}"

@@ -25,13 +25,13 @@ from .sources import load_source
 from .packing import (HOP, SAMPLING_RATE as _RATE, clip_starts, join_frames, plan_windows, prompt_ids,
                                    timestamped_label, window_seconds_of)
 from .artifacts import (Manifest, artifact_path, content_fingerprint, read_manifest, seeded_subset,
-                                     staged_artifact, write_manifest)
+                                     staged_artifact, wandb_artifact_ref, write_manifest)
 
 # %% auto #0
 __all__ = ['DROP_REASONS', 'MIN_ROWS_PER_PROCESS', 'artifact_features', 'label_prefix', 'encode_labels', 'process_batch',
            'die_with_parent', 'children_die_with_this_process', 'processes_for', 'process_split', 'check_pack_seconds',
            'pack_split', 'estimate_bytes', 'check_free_space', 'preprocess', 'build_manifest', 'summary',
-           'wandb_artifact_ref', 'log_wandb_artifact']
+           'log_wandb_artifact']
 
 # %% ../nbs/20_preprocess.ipynb #9bacb20e
 DROP_REASONS = ("missing file", "undecodable audio", "empty text", "silent audio", "too short", "too long", "label too long")
@@ -369,11 +369,7 @@ def _import_wandb():
     except ImportError: raise InputError("wandb=True needs the wandb package: pip install 'asr-finetuner[wandb]'.") from None
     return wandb
 
-def wandb_artifact_ref(manifest:Manifest, # an artifact's manifest
-                      )->str: # "<artifact_name>:fp-<16 hex digits>"
-    "The W&B Artifact version logged for this artifact's content: its name and the alias of its fingerprint."
-    return f"{manifest.artifact_name}:fp-{manifest.fingerprint[:16]}"
-
+# %% ../nbs/20_preprocess.ipynb #2ac49972
 def log_wandb_artifact(folder:Path, # the published artifact
                        manifest:Manifest, # its manifest
                        project:str="asr-finetuner", # W&B project

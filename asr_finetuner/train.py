@@ -4,7 +4,7 @@
 
 # %% ../nbs/21_train.ipynb #ccfe567d
 from __future__ import annotations
-import dataclasses, fcntl, math, os, resource, time, warnings
+import dataclasses, fcntl, os, resource, time, warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -14,26 +14,25 @@ import torch
 from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments, TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
-from .config import InputError, TrainConfig, language_code_of, make_config, save_config
+from .config import InputError, TrainConfig, make_config, save_config
 from .audio import pad_to_window
 from .text import asr_metrics
 from .whisper import load_model, load_processor, set_language_and_task
-from .artifacts import JsonRecord, Manifest, load_artifact, seeded_subset
-from .noise import NoiseBank, add_noise, babble, generated_noise, noise_recordings
+from .artifacts import Manifest, load_artifact, seeded_subset, wandb_artifact_ref
+from .augment import AugmentationEpoch, AugmentedRows, make_augmentation
 from .checks import GuardrailChecks, check_history, pause_clips
+from .scoring import write_predictions
 from .sets import (BEST_FOLDER, BestStep, MixedRows, MultiSetTrainer, best_metric_key, check_fits_model,
-                                load_eval_sets, load_mix_sources, usable_rows, write_predictions)
-from .preprocess import wandb_artifact_ref
+                                load_eval_sets, load_mix_sources, usable_rows)
+from .train_outputs import (TrainMetrics, finish_wandb_run, forgetting_warnings, kept_step, metrics_history,
+                                         model_card, plot_curves, push_model, set_scores, train_summary)
+from .export import export_after_training
 
 # %% auto #0
-__all__ = ['BABBLE_CLIPS', 'SPEC_AUGMENT', 'LANGUAGE_CHECK_CLIPS', 'PUSH_IGNORE', 'check_artifact_fits', 'stretch_frames',
-           'warp_mels', 'FrameAugmentation', 'AugmentedRows', 'AugmentationEpoch', 'training_noise',
-           'make_augmentation', 'WhisperCollator', 'make_compute_metrics', 'resolve_precision', 'training_arguments',
-           'FinalStepCallback', 'WandbArtifactCallback', 'prepare_model', 'add_lora', 'merged', 'OutputLock',
-           'metrics_history', 'eval_set_names', 'curves_figure', 'plot_curves', 'TrainMetrics', 'model_card',
-           'finish_wandb_run', 'wandb_summary', 'load_training_data', 'TrainingRun', 'train', 'mixed_training_rows',
-           'run_metrics', 'kept_step', 'set_scores', 'save_outputs', 'forgetting_warnings', 'sets_summary',
-           'checks_summary', 'push_model']
+__all__ = ['SPEC_AUGMENT', 'LANGUAGE_CHECK_CLIPS', 'check_artifact_fits', 'WhisperCollator', 'make_compute_metrics',
+           'resolve_precision', 'training_arguments', 'FinalStepCallback', 'WandbArtifactCallback', 'prepare_model',
+           'add_lora', 'merged', 'OutputLock', 'load_training_data', 'mixed_training_rows', 'training_callbacks',
+           'make_trainer', 'TrainingRun', 'train', 'run_metrics', 'save_outputs']
 
 # %% ../nbs/21_train.ipynb #aeb4d99a
 def check_artifact_fits(manifest:Manifest, # the artifact's manifest
@@ -51,117 +50,13 @@ def check_artifact_fits(manifest:Manifest, # the artifact's manifest
                              f"give {name}={theirs!r}, or preprocess the data again with {name}={ours!r}.")
     check_fits_model(manifest, cfg.model_id, model_config, tokenizer, cfg.max_sequence_length)
 
-# %% ../nbs/21_train.ipynb #a0c1e5d1
-def _interpolate_rows(x:np.ndarray, at:np.ndarray)->np.ndarray:
-    "Rows of `x` at fractional positions `at`, by linear interpolation."
-    lo = np.floor(at).astype(int); hi = np.minimum(lo + 1, len(x) - 1); w = (at - lo)[:, None]
-    return x[lo] * (1 - w) + x[hi] * w
-
-def stretch_frames(frames:np.ndarray, # a clip's frames, (frames, n_mels)
-                   rate:float, # speaking-rate factor: above 1 faster (fewer frames), below 1 slower
-                  )->np.ndarray: # float32, (round(frames / rate), n_mels)
-    "The clip's frames as if it were spoken `rate` times as fast."
-    n = len(frames)
-    return _interpolate_rows(frames.astype(np.float32), np.linspace(0, n - 1, max(1, round(n / rate))))
-
-# %% ../nbs/21_train.ipynb #a0c1e5e1
-def warp_mels(frames:np.ndarray, # a clip's frames, (frames, n_mels)
-              factor:float, # above 1 moves the spectrum up, below 1 down
-             )->np.ndarray: # float32, same shape
-    "The clip's frames with mel bin k taking the value at k / factor (the top bin repeats past the edge)."
-    n_mels = frames.shape[1]
-    return _interpolate_rows(frames.astype(np.float32).T, np.clip(np.arange(n_mels) / factor, 0, n_mels - 1)).T
-
-# %% ../nbs/21_train.ipynb #a0c1e5e4
-def _uniform(rng:np.random.Generator, low:float, high:float)->float:
-    return float(rng.uniform(low, high))
-
-@dataclass
-class FrameAugmentation:
-    "Random noise, speed and mel-axis warp applied to a clip's frames, drawn from torch's generator at each call."
-    window_frames: int # the model's input length in frames: no stretch goes past it
-    speed_perturbation: float = 0.0 # stretch in time by a random rate in 1 +- this; 0: off
-    frequency_warp: float = 0.0 # warp the mel axis by a random factor in 1 +- this; 0: off
-    first_timestamp_id: int|None = None # `<|0.00|>`: timestamps in labels move with a stretch (None: labels untouched)
-    noise: NoiseBank|None = None # noise to add before the stretch and warp (None: none)
-    noise_snr: tuple = () # (low, high): signal-to-noise ratio range in dB; empty: no noise
-
-    def __call__(self, frames:np.ndarray, # a clip's frames, (frames, n_mels)
-                 rng:np.random.Generator|None=None, # where the random draws come from (None: a fresh, unseeded one)
-                )->np.ndarray:
-        "A clip's frames, augmented (unchanged when every setting is off)."
-        return self.row({"log_mel_frames": frames, "labels": []}, rng)["log_mel_frames"]
-
-    def row(self, row:dict, # an artifact row: log_mel_frames and labels
-            rng:np.random.Generator|None=None, # where the random draws come from (None: a fresh, unseeded one)
-           )->dict:
-        "An artifact row with its frames augmented, and its timestamp tokens moved to where the stretch put their times."
-        rng = rng if rng is not None else np.random.default_rng()
-        frames, labels = np.asarray(row["log_mel_frames"]), row["labels"]
-        if self.noise is not None and self.noise_snr:
-            frames = add_noise(frames, self.noise.draw(len(frames), rng), _uniform(rng, *self.noise_snr))
-        if self.speed_perturbation:  # never slower than what still fits the window
-            rate = _uniform(rng, max(1 - self.speed_perturbation, len(frames) / self.window_frames), 1 + self.speed_perturbation)
-            frames = stretch_frames(frames, rate)
-            if self.first_timestamp_id is not None:
-                first = self.first_timestamp_id
-                labels = [first + round((t - first) / rate) if t >= first else t for t in labels]
-        if self.frequency_warp: frames = warp_mels(frames, _uniform(rng, 1 - self.frequency_warp, 1 + self.frequency_warp))
-        return {**row, "log_mel_frames": frames, "labels": labels}
-
-    @property
-    def active(self)->bool: return bool(self.speed_perturbation or self.frequency_warp or (self.noise is not None and self.noise_snr))
-
-# %% ../nbs/21_train.ipynb #a0c1e5e5
-class AugmentedRows(torch.utils.data.Dataset):
-    "The rows of a split, augmented anew each epoch by draws that depend on (seed, epoch, row) only: the training data, never the eval data."
-    def __init__(self, rows, # a split in numpy format
-                 augment:FrameAugmentation, # what to do to each row's frames
-                 seed:int=0, # the run's seed
-                ): self.rows, self.augment, self.seed, self.epoch = rows, augment, seed, 0
-    def __len__(self): return len(self.rows)
-    def _augmented(self, i:int, row:dict)->dict:
-        return self.augment.row(row, np.random.default_rng((self.seed, self.epoch, int(i))))
-    def __getitem__(self, i:int)->dict: return self._augmented(i, self.rows[int(i)])
-    def __getitems__(self, indices:list)->list:
-        return [self._augmented(i, r) for i, r in zip(indices, self.rows.__getitems__(list(indices)))]
-
-class AugmentationEpoch(TrainerCallback):
-    "Tells the augmented (or mixed) rows which epoch starts (a resumed one included): each epoch draws anew."
-    def __init__(self, *rows): self.rows = rows # the training rows: `AugmentedRows`, `MixedRows`
-    def on_epoch_begin(self, args, state, control, **kwargs):
-        for r in self.rows: r.epoch = math.floor((state.epoch or 0) + 1e-6)
-
-# %% ../nbs/21_train.ipynb #a0c1e5e8
-BABBLE_CLIPS = 64 # training clips babble is made from
-
-def training_noise(cfg:TrainConfig, # the train job's parameters
-                   feature_extractor, # the model's feature extractor
-                   train_rows, # the training split
-                  )->NoiseBank|None: # what noise_snr draws from (None: no noise)
-    "The noise of `noise_snr`: noise_dir's recordings, babble of training clips, or generated white or pink noise."
-    if not cfg.noise_snr: return None
-    if cfg.noise_dir: return noise_recordings(cfg.noise_dir, feature_extractor)
-    if cfg.noise_type == "babble":
-        return babble([np.asarray(f) for f in seeded_subset(train_rows, BABBLE_CLIPS, cfg.seed)["log_mel_frames"]])
-    return generated_noise(cfg.noise_type, feature_extractor, cfg.seed)
-
-def make_augmentation(cfg:TrainConfig, # the train job's parameters
-                      processor, # the model's processor
-                      train_rows, # the training split
-                      window_frames:int, # the model's input length in frames
-                     )->FrameAugmentation:
-    "The training rows' augmentation from the job's parameters."
-    return FrameAugmentation(window_frames, cfg.speed_perturbation, cfg.frequency_warp,
-                             processor.tokenizer.convert_tokens_to_ids("<|0.00|>"),
-                             training_noise(cfg, processor.feature_extractor, train_rows), tuple(cfg.noise_snr))
-
-# %% ../nbs/21_train.ipynb #809503a5
+# %% ../nbs/21_train.ipynb #809503a4
 def _padded(rows:list, value:int)->torch.Tensor:
     out = torch.full((len(rows), max(map(len, rows))), value, dtype=torch.long)
     for i, r in enumerate(rows): out[i, :len(r)] = torch.tensor(r, dtype=torch.long)
     return out
 
+# %% ../nbs/21_train.ipynb #809503a5
 @dataclass
 class WhisperCollator:
     "Batch artifact rows: features padded to the model's window, labels padded with -100, prompts fed to the decoder."
@@ -286,6 +181,7 @@ def add_lora(model, # a Whisper model
     except ImportError: raise InputError("lora=True needs peft: pip install 'asr-finetuner[lora]'.") from None
     return get_peft_model(model, LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.05, target_modules=["q_proj", "v_proj"]))
 
+# %% ../nbs/21_train.ipynb #89d0a616
 def merged(model, # a model, with or without LoRA adapters
           ):
     "The plain model, LoRA adapters merged in if there are any."
@@ -310,188 +206,6 @@ class OutputLock:
     def __exit__(self, *exc):
         if self.f: fcntl.flock(self.f, fcntl.LOCK_UN); self.f.close()
 
-# %% ../nbs/21_train.ipynb #057359dd
-def metrics_history(log_history:list, # the trainer's `state.log_history`
-                    eval_set:str|None=None, # a set of eval_sets (None: the training artifact's eval split)
-                   )->tuple: # (training losses, evaluations): lists of dicts with a `step`
-    "The training losses and the evaluations of one eval split, from the trainer's log history."
-    prefix = f"eval_{eval_set}_" if eval_set else "eval_"
-    losses = [{"step": h["step"], "loss": h["loss"]} for h in log_history if "loss" in h]
-    evals = [{"step": h["step"], **{k[len(prefix):]: v for k, v in h.items() if k.startswith(prefix)}}
-             for h in log_history if prefix + "wer" in h]
-    return losses, evals
-
-# %% ../nbs/21_train.ipynb #057359df
-def eval_set_names(log_history:list, # the trainer's `state.log_history`
-                  )->list: # the further eval sets scored in it, in order of appearance
-    "The names of the eval sets a log history holds scores of (`eval_<set>_wer`)."
-    names = []
-    for h in log_history:
-        for k in h:
-            if k.startswith("eval_") and k.endswith("_wer") and k != "eval_wer" and k[5:-4] not in names: names.append(k[5:-4])
-    return names
-
-def curves_figure(log_history:list, # the trainer's `state.log_history`
-                  eval_sets:list|None=None, # further eval sets: one normalised-WER curve each (None: those in the history)
-                  kept_step:int|None=None, # the saved model's step, marked by a vertical line (None: no mark)
-                 ):
-    "A matplotlib figure of the training loss and learning rate, and of the eval WER, one curve per eval set."
-    import matplotlib; matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    losses, evals = metrics_history(log_history)
-    rates = [(h["step"], h["learning_rate"]) for h in log_history if "learning_rate" in h]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))
-    # gid: in SVG, each curve's group is `points-<n>`, so that its points can be found (the live monitor's test counts them)
-    a.plot([l["step"] for l in losses], [l["loss"] for l in losses], marker=".", label="loss", gid="points-loss")
-    a.set(xlabel="step", ylabel="training loss", title="Loss")
-    if rates:
-        lr = a.twinx(); lr.plot(*zip(*rates), color="grey", linestyle="--", label="learning rate"); lr.set_ylabel("learning rate")
-    curves = [(evals, "wer", "WER"), (evals, "wer_normalized", "WER (normalised)")]
-    curves += [(metrics_history(log_history, name)[1], "wer_normalized", f"{name} (normalised)")
-               for name in (eval_set_names(log_history) if eval_sets is None else eval_sets)]
-    for i, (points, key, label) in enumerate(curves):
-        b.plot([e["step"] for e in points if key in e], [100 * e[key] for e in points if key in e], marker="o", label=label, gid=f"points-{i}")
-    if kept_step is not None: b.axvline(kept_step, color="grey", linestyle=":", label=f"saved (step {kept_step})")
-    b.set(xlabel="step", ylabel="%", title="Eval WER"); b.legend(fontsize="small")
-    fig.tight_layout()
-    return fig
-
-def plot_curves(log_history:list, # the trainer's `state.log_history`
-                path:Path, # the PNG to write
-                eval_sets:list|None=None, # further eval sets: one normalised-WER curve each (None: those in the history)
-                kept_step:int|None=None, # the saved model's step, marked by a vertical line (None: no mark)
-               )->Path:
-    "Save a PNG of the training loss and learning rate, and of the eval WER against step, one WER curve per eval set."
-    import matplotlib.pyplot as plt
-    fig = curves_figure(log_history, eval_sets, kept_step)
-    fig.savefig(path, dpi=100); plt.close(fig)
-    return path
-
-# %% ../nbs/21_train.ipynb #057359e2
-@dataclass
-class TrainMetrics(JsonRecord):
-    "The content of a model folder's `metrics.json`."
-    REPAIR = "it is written by the train job: train again, or restore the file"
-    model_name: str # the model's name
-    steps: int # optimizer steps done
-    precision: str # bf16, fp16 or fp32
-    final: dict # the saved model's scores on the eval split: wer, wer_normalized, cer, cer_normalized, repetition_rate
-    step_0: dict|None = None # the base model's scores (None when the run resumed past step 0)
-    evaluations: list = field(default_factory=list) # every evaluation: {step, wer, wer_normalized, cer, ...}
-    final_loss: float|None = None # the last logged training loss
-    train_samples_per_second: float|None = None # training throughput, rows (clips or packed windows) per second
-    train_audio_seconds_per_second: float|None = None # seconds of audio trained on per wall-clock second
-    train_runtime_seconds: float|None = None # training time, evaluations included
-    eval_real_time_factor: float|None = None # seconds of decoding per second of eval audio, final evaluation
-    eval_utterances: int = 0 # utterances in the final evaluation
-    filtered_long_labels: dict = field(default_factory=dict) # rows over max_sequence_length, per split
-    peak_memory_mb: float|None = None # peak memory: GPU allocated, or the process's resident set on CPU
-    artifact_fingerprint: str = "" # the artifact trained on
-    pushed_to: str|None = None # the Hub repository's URL, when pushed
-    checks: dict = field(default_factory=dict) # hallucination on non-speech and language identification: {step_0, final}
-    warnings: list = field(default_factory=list) # what got worse than at step 0 by more than forgetting_tolerance
-    kept: dict = field(default_factory=dict) # the saved model's step and why: {step, best_metric, value, reason}
-    last_step: dict|None = None # the last evaluated step's scores on the eval split (the saved model's when it is kept)
-    eval_sets: dict = field(default_factory=dict) # further eval sets: name -> {language, task, fingerprint, utterances, step_0, final, last_step, evaluations}
-    mixed: list = field(default_factory=list) # with mix_artifacts: each artifact trained on, {artifact_name, share, fingerprint, rows, rows_per_epoch, ...}
-    exports: list = field(default_factory=list) # with export_formats: {format, quantization, folder, status, wer_increase, error} each
-
-# %% ../nbs/21_train.ipynb #057359e4
-def _long_form_note(manifest:Manifest)->str:
-    "What the model card says of timestamps and prompts in training."
-    k = manifest.splits.get("train", {}).get("packing") or {}
-    packed = f"packed into windows of up to {k['pack_seconds']:g} s ({k['clips_per_window_mean']:.1f} clips on average)" if k.get("pack_seconds") else "one clip per row"
-    stamps = f"with segment timestamps in {100 * k['timestamp_share']:.0f}% of them" if k.get("timestamp_share") else "without timestamps (`<|notimestamps|>` only: expect no timestamps from it)"
-    prompts = f"previous-text prompts in {100 * k['prompt_share']:.0f}%" if k.get("prompt_share") else "no previous-text prompts"
-    return f"Training rows: {packed}, {stamps}; {prompts}."
-
-def _checks_note(metrics:TrainMetrics)->str:
-    "The checks beyond WER, and the warnings, for the model card."
-    warned = "".join(f"**Warning**: {w}.\n\n" for w in metrics.warnings)
-    if not metrics.checks: return warned
-    s0, end = metrics.checks["step_0"], metrics.checks["final"]
-    sets = "".join(f"| language identified on {c['language_clips']} clips of {name} | {100 * s0.get('sets', {}).get(name, {}).get('language_accuracy', float('nan')):.0f} "
-                   f"| {100 * c['language_accuracy']:.0f} |\n" for name, c in end.get("sets", {}).items())
-    note = (f"| check (%) | base model (step 0) | fine-tuned |\n|---|---|---|\n"
-            f"| text written on {end['non_speech_clips']} non-speech clips | {100 * s0['hallucination_rate']:.0f} | {100 * end['hallucination_rate']:.0f} |\n"
-            f"| language identified on {end['language_clips']} eval clips | {100 * s0['language_accuracy']:.0f} | {100 * end['language_accuracy']:.0f} |\n{sets}\n")
-    return note + warned
-
-def _index_result(name:str, dataset:str, config:str, split:str, scores:dict)->dict:
-    "One result of a model card's model-index."
-    return {"task": {"type": "automatic-speech-recognition", "name": "Automatic Speech Recognition"},
-            "dataset": {"name": name, "type": dataset, "config": config, "split": split},
-            "metrics": [{"type": "wer", "value": round(100 * scores["wer"], 2), "name": "WER"},
-                        {"type": "wer", "value": round(100 * scores["wer_normalized"], 2), "name": "WER (normalised)"},
-                        {"type": "cer", "value": round(100 * scores["cer"], 2), "name": "CER"}]}
-
-def _sets_note(metrics:TrainMetrics, split:str)->str:
-    "The eval sets' normalised WER, step 0 and saved model, and which step was saved, for the model card."
-    kept = f"The saved model is step {metrics.kept['step']} of {metrics.steps}: {metrics.kept['reason']}.\n\n" if metrics.kept else ""
-    if not metrics.eval_sets: return kept
-    pct = lambda scores: f"{100 * scores['wer_normalized']:.2f}" if scores else "-"
-    rows = [f"| {split} (trained on) | {pct(metrics.step_0)} | {pct(metrics.final)} |"]
-    rows += [f"| {name} ({s['language']}, {s['utterances']} utterances) | {pct(s['step_0'])} | {pct(s['final'])} |" for name, s in metrics.eval_sets.items()]
-    return kept + "| eval set: WER normalised (%) | base model (step 0) | fine-tuned |\n|---|---|---|\n" + "\n".join(rows) + "\n\n"
-
-def _mix_note(metrics:TrainMetrics)->str:
-    "The artifacts the training rows were drawn from, for the model card."
-    if not metrics.mixed: return ""
-    return "Training rows drawn from: " + ", ".join(f"{m['artifact_name']} ({100 * m['share']:.0f}%, {m['language']}, fingerprint {m['fingerprint'][:16]})"
-                                                    for m in metrics.mixed) + ".\n\n"
-
-def model_card(cfg:TrainConfig, # the train job's parameters
-               metrics:TrainMetrics, # the run's metrics, with step-0 scores
-               manifest:Manifest, # the artifact trained on
-              )->str: # README.md's text: YAML front matter with a model-index, then prose and a table
-    "A model card (README.md) with a model-index of the final WER."
-    final, zero = metrics.final, metrics.step_0
-    split = manifest.source.get("eval_split") or "eval"
-    meta = {"language": [manifest.whisper_language], "tags": ["whisper", "automatic-speech-recognition", "asr-finetuner"],
-            "base_model": cfg.model_id if not Path(cfg.model_id).exists() else None, "datasets": [cfg.dataset_name],
-            "metrics": ["wer"], "pipeline_tag": "automatic-speech-recognition",
-            "model-index": [{"name": cfg.model_name, "results": [_index_result(cfg.dataset_name, cfg.dataset_name, cfg.language_code, split, final)] + [
-                _index_result(name, s["dataset"] or name, language_code_of(s["language"]), s["split"], s["final"])
-                for name, s in metrics.eval_sets.items() if s.get("final")]}]}
-    import yaml
-    front = yaml.safe_dump({k: v for k, v in meta.items() if v is not None}, sort_keys=False, allow_unicode=True)
-    rows = "\n".join(f"| {k} | {100 * zero[k]:.2f} | {100 * final[k]:.2f} |" for k in ("wer", "wer_normalized", "cer", "repetition_rate"))
-    return (f"---\n{front}---\n\n# {cfg.model_name}\n\n{cfg.model_id} fine-tuned for {cfg.language} ({cfg.task}) on "
-            f"{cfg.dataset_name} ({cfg.language_code}) with asr-finetuner, {metrics.steps} steps.\n\n"
-            f"| metric (%) on {split} | base model (step 0) | fine-tuned |\n|---|---|---|\n{rows}\n\n"
-            f"Training: learning rate {cfg.learning_rate}, batch {cfg.train_batch_size} x {cfg.grad_accum_steps} accumulation, "
-            f"{cfg.warmup_steps} warm-up steps, precision {metrics.precision}; artifact {cfg.artifact_name} "
-            f"(fingerprint {manifest.fingerprint[:16]}).\n\n{_mix_note(metrics)}{_sets_note(metrics, split)}{_long_form_note(manifest)}\n\n{_checks_note(metrics)}"
-            "```python\nfrom transformers import pipeline\nasr = pipeline(\"automatic-speech-recognition\", model=\"" + cfg.model_name + "\")\n```\n")
-
-# %% ../nbs/21_train.ipynb #4b1e2a72
-def finish_wandb_run(metrics:TrainMetrics, # the train job's metrics
-                    ):
-    "Put the step-0 and final scores in the W&B run's summary and finish the run, so the next job starts its own."
-    import wandb
-    if wandb.run is None: return
-    wandb.run.summary.update(wandb_summary(metrics))
-    wandb.finish()
-
-def _flat(prefix:str, d:dict)->dict:
-    "A nested dict as one level of `prefix/key/...` keys."
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict): out.update(_flat(f"{prefix}/{k}", v))
-        elif not isinstance(v, list): out[f"{prefix}/{k}"] = v
-    return out
-
-def wandb_summary(metrics:TrainMetrics, # the train job's metrics
-                 )->dict: # W&B summary keys and values
-    "Step-0, saved-model and last-step scores (eval sets included), checks, the kept step, the mix and the warnings."
-    scores = {**_flat("final", metrics.final), **_flat("step_0", metrics.step_0 or {}), **_flat("last_step", metrics.last_step or {}),
-              **_flat("checks", metrics.checks), **_flat("kept", metrics.kept)}
-    for name, s in metrics.eval_sets.items():
-        scores.update(_flat(f"sets/{name}", {k: s[k] for k in ("step_0", "final", "last_step", "language", "fingerprint", "utterances") if s.get(k) is not None}))
-    for m in metrics.mixed: scores.update(_flat(f"mixed/{m['artifact_name']}", {k: m[k] for k in ("share", "fingerprint", "rows")}))
-    if metrics.warnings: scores["warnings"] = "; ".join(metrics.warnings)
-    return {k: v for k, v in scores.items() if not k.endswith("/step") or k.startswith("kept")}
-
 # %% ../nbs/21_train.ipynb #4f58a5ee
 def load_training_data(cfg:TrainConfig, # the train job's parameters
                        dd, # the artifact's splits: a `DatasetDict` with train and eval
@@ -500,6 +214,66 @@ def load_training_data(cfg:TrainConfig, # the train job's parameters
     (train, n_train), (ev, n_eval) = (usable_rows(dd[s], cfg.max_sequence_length, cap, cfg.seed)
                                       for s, cap in (("train", cfg.max_train_samples), ("eval", cfg.max_eval_samples)))
     return train, ev, {"train": n_train, "eval": n_eval}
+
+# %% ../nbs/21_train.ipynb #4f58a5e1
+LANGUAGE_CHECK_CLIPS = 64 # eval clips the language identification check looks at
+
+def _frames_of(rows, n:int, seed:int)->list:
+    "The stored frames of a seeded subset of `n` rows."
+    return [np.asarray(f) for f in seeded_subset(rows, n, seed)["log_mel_frames"]]
+
+# %% ../nbs/21_train.ipynb #4f58a5e4
+def mixed_training_rows(cfg:TrainConfig, # the train job's parameters
+                        manifest:Manifest, # the training artifact's manifest
+                        train_rows, # the training artifact's training rows
+                        model_config, # the model's `WhisperConfig`
+                        tokenizer, # the model's tokenizer
+                       )->tuple: # (the rows to train on, what metrics.json records of the mix: [] without one)
+    "The training rows, with the shares of `mix_artifacts` drawn from other artifacts by quota."
+    if not cfg.mix_artifacts: return train_rows, []
+    rows, sources = load_mix_sources(cfg, model_config, tokenizer)
+    shares = [1 - sum(s.share for s in sources)] + [s.share for s in sources]
+    mixed = MixedRows([train_rows, *rows], shares, cfg.seed)
+    record = [{"artifact_name": cfg.artifact_name, "share": shares[0], "fingerprint": manifest.fingerprint, "language": manifest.language,
+               "task": manifest.task, "rows": len(train_rows), "filtered": 0}] + [dataclasses.asdict(s) for s in sources]
+    return mixed, [{**r, "rows_per_epoch": int(n)} for r, n in zip(record, mixed.per_epoch)]
+
+# %% ../nbs/21_train.ipynb #4f58a5e7
+def training_callbacks(cfg:TrainConfig, # the train job's parameters
+                       manifest:Manifest, # the artifact trained on
+                       processor, # the model's processor
+                       eval_rows, # the eval split (its frames feed the language check)
+                       eval_sets:dict, # further eval sets: name -> `EvalSet`
+                       drawn:list, # training rows drawn anew each epoch: `MixedRows`, `AugmentedRows` (empty: none)
+                       best:BestStep|None, # keeps the best step's weights (None: best_metric=last)
+                      )->list: # the job's own `TrainerCallback`s, in the order they run
+    "The run's callbacks: the final step, W&B, the best step (before the checks, which look at the model saved), the checks, the epoch of drawn rows."
+    language_clips = _frames_of(eval_rows, LANGUAGE_CHECK_CLIPS, cfg.seed)
+    other_sets = {n: (_frames_of(s.rows, LANGUAGE_CHECK_CLIPS, cfg.seed), s.language) for n, s in eval_sets.items()}
+    checks = GuardrailChecks(processor, language_clips, cfg.language, cfg.task, min(64, cfg.generation_max_length),
+                             other_sets, pause_clips(language_clips))
+    return ([FinalStepCallback()] + ([WandbArtifactCallback(manifest)] if cfg.wandb else []) + ([best] if best else [])
+            + [checks] + ([AugmentationEpoch(*drawn)] if drawn else []))
+
+# %% ../nbs/21_train.ipynb #4f58a5e9
+def make_trainer(cfg:TrainConfig, # the train job's parameters
+                 out:Path, # the model folder
+                 model, # the model to train
+                 processor, # its processor
+                 train_dataset, # the training rows (mixed, augmented or plain)
+                 eval_rows, # the eval split
+                 eval_sets:dict, # further eval sets: name -> `EvalSet`
+                 precision:str, # bf16, fp16 or fp32
+                 resume:bool, # whether the run resumes from a checkpoint
+                 callbacks:list, # every `TrainerCallback` of the run
+                )->MultiSetTrainer:
+    "The run's trainer: its arguments, the collator of the model's window, the metrics and the step-0 predictions file."
+    collator = WhisperCollator(2 * model.config.max_source_positions, model.config.decoder_start_token_id,
+                               pad_token_id=model.config.pad_token_id, max_target_positions=model.config.max_target_positions)
+    return MultiSetTrainer(model=model, args=training_arguments(cfg, out, precision, resume=resume), train_dataset=train_dataset,
+                           eval_dataset=eval_rows, eval_sets=eval_sets, step_0_predictions=out / "predictions_step_0.jsonl",
+                           data_collator=collator, processing_class=processor, compute_metrics=make_compute_metrics(processor.tokenizer),
+                           callbacks=callbacks)
 
 # %% ../nbs/21_train.ipynb #4f58a5f1
 @dataclass
@@ -521,6 +295,7 @@ class TrainingRun:
     best: dict|None = None # the best step's record (`BestStep.record`; None: best_metric=last)
     mixed: list = field(default_factory=list) # with mix_artifacts: what `metrics.json` records of each artifact trained on
 
+# %% ../nbs/21_train.ipynb #4f58a5fa
 def train(config:TrainConfig|None=None, # the job's parameters as an object, or give them as keyword arguments
           callbacks:list|None=None, # extra `TrainerCallback`s (progress displays, monitors): code, so not a parameter
           **params, # the parameters of `TrainConfig`: model_name, model_id, dataset_name, artifact_name, ...
@@ -531,28 +306,9 @@ def train(config:TrainConfig|None=None, # the job's parameters as an object, or 
     with OutputLock(out):
         return _train(cfg, out, list(callbacks or []))
 
-LANGUAGE_CHECK_CLIPS = 64 # eval clips the language identification check looks at
-
-def _frames_of(rows, n:int, seed:int)->list:
-    "The stored frames of a seeded subset of `n` rows."
-    return [np.asarray(f) for f in seeded_subset(rows, n, seed)["log_mel_frames"]]
-
-def mixed_training_rows(cfg:TrainConfig, # the train job's parameters
-                        manifest:Manifest, # the training artifact's manifest
-                        train_rows, # the training artifact's training rows
-                        model_config, # the model's `WhisperConfig`
-                        tokenizer, # the model's tokenizer
-                       )->tuple: # (the rows to train on, what metrics.json records of the mix: [] without one)
-    "The training rows, with the shares of `mix_artifacts` drawn from other artifacts by quota."
-    if not cfg.mix_artifacts: return train_rows, []
-    rows, sources = load_mix_sources(cfg, model_config, tokenizer)
-    shares = [1 - sum(s.share for s in sources)] + [s.share for s in sources]
-    mixed = MixedRows([train_rows, *rows], shares, cfg.seed)
-    record = [{"artifact_name": cfg.artifact_name, "share": shares[0], "fingerprint": manifest.fingerprint, "language": manifest.language,
-               "task": manifest.task, "rows": len(train_rows), "filtered": 0}] + [dataclasses.asdict(s) for s in sources]
-    return mixed, [{**r, "rows_per_epoch": int(n)} for r, n in zip(record, mixed.per_epoch)]
-
+# %% ../nbs/21_train.ipynb #4f58a5fc
 def _train(cfg:TrainConfig, out:Path, callbacks:list)->TrainMetrics|None:
+    "The job, once the output folder is locked: `None` in every process but the first of a distributed run."
     dd, manifest = load_artifact(cfg.artifact_name, cfg.artifacts_dir)
     processor = load_processor(cfg.model_id)
     model = prepare_model(cfg)
@@ -562,26 +318,13 @@ def _train(cfg:TrainConfig, out:Path, callbacks:list)->TrainMetrics|None:
     data, mixed = mixed_training_rows(cfg, manifest, train_rows, model.config, processor.tokenizer)
     precision = resolve_precision(cfg.precision)
     last = get_last_checkpoint(str(out)) if cfg.resume and out.is_dir() else None
-    window = 2 * model.config.max_source_positions
-    augment = make_augmentation(cfg, processor, train_rows, window)
+    augment = make_augmentation(cfg, processor, train_rows, 2 * model.config.max_source_positions)
     train_dataset = AugmentedRows(data, augment, cfg.seed) if augment.active else data
     drawn = [d for d in {id(data): data, id(train_dataset): train_dataset}.values() if isinstance(d, (MixedRows, AugmentedRows))]
-    if drawn: callbacks = [AugmentationEpoch(*drawn)] + callbacks
-    language_clips = _frames_of(eval_rows, LANGUAGE_CHECK_CLIPS, cfg.seed)
-    other_sets = {n: (_frames_of(s.rows, LANGUAGE_CHECK_CLIPS, cfg.seed), s.language) for n, s in eval_sets.items()}
-    callbacks = [GuardrailChecks(processor, language_clips, cfg.language, cfg.task, min(64, cfg.generation_max_length),
-                                 other_sets, pause_clips(language_clips))] + callbacks
     best = BestStep(out / BEST_FOLDER, best_metric_key(cfg.best_metric), resume=last is not None) if cfg.best_metric != "last" else None
-    if best: callbacks = [best] + callbacks  # before the checks: they look at the model that is saved
     if cfg.wandb: os.environ.setdefault("WANDB_PROJECT", cfg.wandb_project)
-    trainer = MultiSetTrainer(model=model, args=training_arguments(cfg, out, precision, resume=last is not None),
-                              train_dataset=train_dataset, eval_dataset=eval_rows, eval_sets=eval_sets,
-                              step_0_predictions=out / "predictions_step_0.jsonl",
-                              data_collator=WhisperCollator(window, model.config.decoder_start_token_id,
-                                                            pad_token_id=model.config.pad_token_id,
-                                                            max_target_positions=model.config.max_target_positions),
-                              processing_class=processor, compute_metrics=make_compute_metrics(processor.tokenizer),
-                              callbacks=[FinalStepCallback()] + ([WandbArtifactCallback(manifest)] if cfg.wandb else []) + callbacks)
+    trainer = make_trainer(cfg, out, model, processor, train_dataset, eval_rows, eval_sets, precision, last is not None,
+                           training_callbacks(cfg, manifest, processor, eval_rows, eval_sets, drawn, best) + callbacks)
     train_output = trainer.train(resume_from_checkpoint=last)
     start = time.time()
     predictions = trainer.predict(eval_rows, metric_key_prefix="final").predictions
@@ -589,8 +332,7 @@ def _train(cfg:TrainConfig, out:Path, callbacks:list)->TrainMetrics|None:
                       precision, filtered, float(np.mean(train_rows["duration"])), eval_sets, best.record if best else None, mixed)
     if not trainer.is_world_process_zero(): return None
     metrics = save_outputs(run)
-    if cfg.export_formats:  # after the model card, which each export adds its line to
-        from asr_finetuner.export import export_after_training
+    if cfg.export_targets:  # after the model card, which each export adds its line to
         metrics = replace(metrics, exports=export_after_training(cfg, out)); metrics.write(out / "metrics.json")
     if cfg.push_to_hub:
         metrics = replace(metrics, pushed_to=push_model(out, cfg.model_name)); metrics.write(out / "metrics.json")
@@ -602,6 +344,7 @@ def _peak_memory_mb()->float:
     if torch.cuda.is_available(): return torch.cuda.max_memory_allocated() / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
+# %% ../nbs/21_train.ipynb #4f58a5ff
 def run_metrics(run:TrainingRun, # the finished training
                 hyps:list, # the final evaluation's transcripts, one per eval row
                )->TrainMetrics:
@@ -628,38 +371,7 @@ def run_metrics(run:TrainingRun, # the finished training
         warnings=kept_warnings + forgetting_warnings(checks, run.cfg.forgetting_tolerance, sets),
         kept=kept, last_step=evals[-1] if evals else None, eval_sets=sets, mixed=run.mixed)
 
-def _evaluations_of(log_history:list, key:str)->list:
-    "(step, value) of every evaluation that has `key`."
-    return [(h["step"], h[key]) for h in log_history if key in h]
-
-def kept_step(cfg:TrainConfig, # the train job's parameters
-              log_history:list, # the trainer's `state.log_history`
-              best:dict|None, # `BestStep.record` (None: best_metric=last, or nothing evaluated after step 0)
-              last_step:int, # the last step trained
-             )->tuple: # ({step, best_metric, value, reason}, [warning])
-    "Which step the saved model is, why, and a warning when the base model scored better than every fine-tuned step."
-    if best is None:
-        why = "best_metric=last" if cfg.best_metric == "last" else f"no fine-tuned step has {cfg.best_metric} scores"
-        return {"step": last_step, "best_metric": cfg.best_metric, "value": None, "reason": f"the last step ({why})"}, []
-    tried = [(s, v) for s, v in _evaluations_of(log_history, best["key"]) if s > 0]
-    kept = {"step": best["step"], "best_metric": cfg.best_metric, "value": best["value"],
-            "reason": f"lowest {cfg.best_metric} ({100 * best['value']:.2f}%) of {len({s for s, _ in tried})} evaluated fine-tuned steps"}
-    base = [v for s, v in _evaluations_of(log_history, best["key"]) if s == 0]
-    if base and base[0] < best["value"]:
-        return kept, [f"the base model (step 0) scored better on {cfg.best_metric} ({100 * base[0]:.2f}%) than every fine-tuned step; "
-                      f"the best of them, step {best['step']} ({100 * best['value']:.2f}%), is saved"]
-    return kept, []
-
-def set_scores(log_history:list, # the trainer's `state.log_history`
-               name:str, # a set of eval_sets
-               kept:int, # the saved model's step
-               described:dict, # `EvalSet.describe()`
-              )->dict: # {language, task, ..., step_0, final, last_step, evaluations}
-    "A further eval set's scores: at step 0, at the saved model's step (final), at the last step, and every evaluation."
-    _, evals = metrics_history(log_history, name)
-    at = lambda step: next(({k: v for k, v in e.items() if k != "step"} for e in evals if e["step"] == step), None)
-    return {**described, "step_0": at(0), "final": at(kept), "last_step": evals[-1] if evals else None, "evaluations": evals}
-
+# %% ../nbs/21_train.ipynb #4f58a600
 def save_outputs(run:TrainingRun, # the finished training
                 )->TrainMetrics: # as written to metrics.json
     "Write the model folder: model, processor, config, metrics, predictions, plot, model card."
@@ -668,74 +380,13 @@ def save_outputs(run:TrainingRun, # the finished training
     run.processor.feature_extractor.save_pretrained(out)  # preprocessor_config.json too, which many tools read
     save_config(cfg, out / "train_config.json")
     hyps = [h.strip() for h in tok.batch_decode(np.where(run.predictions < 0, tok.pad_token_id, run.predictions), skip_special_tokens=True)]
-    write_predictions(out / "predictions.jsonl", run.eval_rows, hyps)
+    write_predictions(out / "predictions.jsonl", run.eval_rows["source"], run.eval_rows["text"], hyps)
     metrics = run_metrics(run, hyps)
     metrics.write(out / "metrics.json")
     plot_curves(run.trainer.state.log_history, out / "training_curves.png", list(run.eval_sets), metrics.kept.get("step"))
     if run.best and run.best["step"] == metrics.steps:  # the last step is saved: the folder has its weights, the copy can go
         (out / BEST_FOLDER / run.best["weights"]).unlink(missing_ok=True)
     if metrics.step_0: (out / "README.md").write_text(model_card(cfg, metrics, run.manifest), encoding="utf-8")
-    speed = (f"; trained on {metrics.train_samples_per_second:.2f} rows/s, {metrics.train_audio_seconds_per_second:.1f} s of audio/s"
-             if metrics.train_audio_seconds_per_second else "")
-    print(f"Model {cfg.model_name} saved to {out}: WER {100 * metrics.final['wer']:.1f}% "
-          + (f"(step 0: {100 * metrics.step_0['wer']:.1f}%)" if metrics.step_0 else "") + speed
-          + f"\n  saved step {metrics.kept['step']}: {metrics.kept['reason']}" + sets_summary(metrics.eval_sets) + checks_summary(metrics.checks)
-          + "".join(f"\n  WARNING: {w}" for w in metrics.warnings))
+    print(train_summary(metrics, out))
     for w in metrics.warnings: warnings.warn(f"{cfg.model_name}: {w}", stacklevel=2)
     return metrics
-
-def forgetting_warnings(checks:dict, # `TrainMetrics.checks`
-                        tolerance:float, # points (forgetting_tolerance)
-                        eval_sets:dict|None=None, # `TrainMetrics.eval_sets`
-                       )->list: # one sentence per check that got worse by more than `tolerance` points
-    "What the fine-tune made worse than the base model, beyond the tolerance."
-    out = []
-    for name, s in (eval_sets or {}).items():
-        if s.get("step_0") and s.get("final") and 100 * (s["final"]["wer_normalized"] - s["step_0"]["wer_normalized"]) > tolerance:
-            out.append(f"WER (normalised) on {name} rose from {100 * s['step_0']['wer_normalized']:.1f}% to "
-                       f"{100 * s['final']['wer_normalized']:.1f}% (tolerance {tolerance:g} points)")
-    if not checks or checks["step_0"]["step"] != 0: return out
-    s0, end = checks["step_0"], checks["final"]
-    rose = 100 * (end["hallucination_rate"] - s0["hallucination_rate"])
-    if rose > tolerance: out.append(f"text on non-speech clips rose from {100 * s0['hallucination_rate']:.0f}% to "
-                                    f"{100 * end['hallucination_rate']:.0f}% (tolerance {tolerance:g} points)")
-    fell = 100 * (s0["language_accuracy"] - end["language_accuracy"])
-    if fell > tolerance: out.append(f"language identification fell from {100 * s0['language_accuracy']:.0f}% to "
-                                    f"{100 * end['language_accuracy']:.0f}% (tolerance {tolerance:g} points)")
-    for name, c in end.get("sets", {}).items():
-        before = s0.get("sets", {}).get(name, {}).get("language_accuracy")
-        if before is not None and 100 * (before - c["language_accuracy"]) > tolerance:
-            out.append(f"language identification on {name} fell from {100 * before:.0f}% to "
-                       f"{100 * c['language_accuracy']:.0f}% (tolerance {tolerance:g} points)")
-    return out
-
-def sets_summary(eval_sets:dict, # `TrainMetrics.eval_sets`
-                )->str: # a line per set ("" without eval sets)
-    "Each further eval set's normalised WER, step 0 -> saved model."
-    pct = lambda s: f"{100 * s['wer_normalized']:.1f}%" if s else "-"
-    return "".join(f"\n  {name} ({s['language']}): WER (normalised) {pct(s['step_0'])} -> {pct(s['final'])}" for name, s in eval_sets.items())
-
-def checks_summary(checks:dict, # `TrainMetrics.checks`
-                  )->str: # a line for the summary ("" when no check ran)
-    "Hallucination and language accuracy, step 0 -> end."
-    if not checks: return ""
-    s0, end = checks["step_0"], checks["final"]
-    pct = lambda k: f"{100 * s0[k]:.0f}% -> {100 * end[k]:.0f}%" if s0["step"] == 0 else f"{100 * end[k]:.0f}%"
-    sets = "".join(f"; on {name}: {100 * c['language_accuracy']:.0f}%" for name, c in end.get("sets", {}).items())
-    return (f"\n  text written on non-speech clips: {pct('hallucination_rate')} of {end['non_speech_clips']}; "
-            f"language identified: {pct('language_accuracy')} of {end['language_clips']} eval clips{sets}")
-
-# %% ../nbs/21_train.ipynb #ac3c0dcf
-PUSH_IGNORE = ["checkpoint-*", "checkpoint-*/**", ".lock", "runs/**", "wandb/**", f"{BEST_FOLDER}/**"]
-
-def push_model(folder:Path, # the model folder
-               repo_id:str, # Hub repository, e.g. "user/whisper-small-it"
-               private:bool|None=None, # make a new repository private
-              )->str: # the repository's URL
-    "Upload the model folder (no checkpoints) to the Hub repository `repo_id`."
-    from huggingface_hub import HfApi
-    api = HfApi()
-    url = api.create_repo(repo_id, repo_type="model", exist_ok=True, private=private)
-    api.upload_folder(repo_id=repo_id, repo_type="model", folder_path=str(folder), ignore_patterns=PUSH_IGNORE,
-                      commit_message="Upload fine-tuned Whisper from asr-finetuner")
-    return str(url)

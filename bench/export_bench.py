@@ -29,7 +29,9 @@ def main():
     import torch
     torch.set_num_threads(a.threads)
     from asr_finetuner.audio import load_audio
-    from asr_finetuner.export import export, open_backend
+    from asr_finetuner.config import DecodingOptions
+    from asr_finetuner.export import export
+    from asr_finetuner.runtimes import open_runtime
     from asr_finetuner.text import asr_metrics
     model = build_model(a.work)
     rows = [r for r in csv.DictReader(open(a.manifest, encoding="utf-8")) if r["split"] == "test"][:a.max_clips]
@@ -45,12 +47,13 @@ def main():
             r = export(model_id=str(model), format=fmt, quantization=q, output_dir=str(out), parity_check=False, language="it", task="transcribe")
             print(f"exported {fmt} {q} in {time.perf_counter() - t:.1f} s", flush=True)
             where, size = (out if fmt == "ctranslate2" else out / f"ggml-model-{q}.bin"), r.size_mb * 2**20
-        backend = open_backend(str(where), fmt, a.threads)
-        backend.texts(clips[:1], "Italian", "transcribe", 128)  # warm-up
+        backend = open_runtime(str(where), fmt, a.threads)
+        options = DecodingOptions(max_length=128)  # greedy, no temperature fallback
+        backend.texts(clips[:1], "Italian", "transcribe", options)  # warm-up
         texts, seconds = [], 0.0
         for c in clips:  # one file at a time
             t = time.perf_counter()
-            texts += backend.texts([c], "Italian", "transcribe", 128)
+            texts += backend.texts([c], "Italian", "transcribe", options)
             seconds += time.perf_counter() - t
         m = asr_metrics(texts, refs)
         name = f"{fmt} {q or 'fp32'}"

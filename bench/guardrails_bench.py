@@ -163,7 +163,7 @@ def pct(x): return "-" if x is None else f"{100 * x:.1f}"
 
 
 def report(a):
-    from asr_finetuner.train import TrainMetrics
+    from asr_finetuner.train_outputs import TrainMetrics
     work = a.work
     facts = json.loads((work / "data" / "facts.json").read_text())
     base_noisy = json.loads((work / "noisy" / "base" / "metrics.json").read_text())

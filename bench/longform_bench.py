@@ -236,7 +236,8 @@ def long_form_pass(model_dir:Path, long_manifest:Path, starts:dict)->dict:
     `transcribe` call it; greedy, no fallback, no previous-text prompt): WER, windows with timestamps, segment starts."""
     import numpy as np
     from collections import Counter
-    from asr_finetuner import evaluate as ev
+    from asr_finetuner import decoding as ev
+    from asr_finetuner.config import DecodingOptions
     from asr_finetuner.audio import load_audio
     from asr_finetuner.text import asr_metrics
     model, processor = ev.load_for_inference(str(model_dir))
@@ -244,8 +245,8 @@ def long_form_pass(model_dir:Path, long_manifest:Path, starts:dict)->dict:
     arrays = [load_audio(r["path"]) for r in rows]
     fe, t = processor.feature_extractor, time.perf_counter()
     feats, mask = ev.batch_features([ev.file_features(fe, x) for x in arrays])
-    raw = ev.generate_segments(model, processor.tokenizer, feats, mask, "it", "transcribe", num_beams=1, temperature=0.0,
-                               max_new_tokens=ev.max_new_tokens(model, 224, False), condition_on_prev_tokens=False)
+    raw = ev.generate_segments(model, processor.tokenizer, feats, mask, "it", "transcribe",
+                               **ev.long_form_options(DecodingOptions(max_length=224), model))  # greedy, no fallback, no prompt
     seconds = time.perf_counter() - t
     windows = Counter()
     for segments in raw: windows.update(dict(zip(("windows", "timestamped"), ev.window_timestamp_share(segments))))

@@ -80,7 +80,8 @@ def test_the_four_widgets_render_and_respond_in_a_browser(lab, outputs, tmp_path
 
 def check_widgets(page, lab, outputs, shots):
     "Run the notebook from the Run menu, then check each widget; screenshots into `shots`."
-    from asr_finetuner.explore import compare_predictions, read_predictions, results_view
+    from asr_finetuner.explore import compare_predictions, results_view
+    from asr_finetuner.scoring import read_predictions
     page.goto(lab)
     page.wait_for_selector(".jp-Notebook", timeout=90_000)
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=90_000)

@@ -75,7 +75,7 @@ def test_try_it_transcribes_an_upload_with_both_models(run, tiny_model_dir, samp
 
 def test_evaluate_modules_score_as_the_train_job_did(run, tmp_path):
     import evaluate
-    from asr_finetuner.explore import read_predictions
+    from asr_finetuner.scoring import read_predictions
     from asr_finetuner.metric_modules import METRICS, metric_path
     preds = read_predictions(run["out"])
     hyps, refs = [p["prediction"] for p in preds], [p["reference"] for p in preds]

@@ -15,7 +15,8 @@ from asr_finetuner.transcribe import transcribe
 from asr_finetuner import convert, runtimes
 from asr_finetuner.eval_data import artifact_audio_utterances
 from asr_finetuner.preprocess import preprocess
-from asr_finetuner.train import TrainMetrics, train
+from asr_finetuner.train import train
+from asr_finetuner.train_outputs import TrainMetrics
 
 pytest.importorskip("ctranslate2", reason="the export extra is part of dev: pip install -e '.[dev]'")
 

@@ -10,7 +10,8 @@ import pytest
 from asr_finetuner.config import InputError
 from asr_finetuner.preprocess import preprocess
 from asr_finetuner.text import asr_metrics
-from asr_finetuner.train import TrainMetrics, train
+from asr_finetuner.train import train
+from asr_finetuner.train_outputs import TrainMetrics
 
 BIN = Path(sys.executable).parent / "asr-finetuner"
 TORCHRUN = Path(sys.executable).parent / "torchrun"
@@ -217,7 +218,7 @@ def test_ddp_with_two_cpu_processes(tmp_path, tiny_model_dir, sample_dir, arts, 
 
 def test_wandb_run_records_the_artifact_it_trains_on_offline(tmp_path, tiny_model_dir, sample_dir, arts, sample_artifact, monkeypatch):
     from asr_finetuner.artifacts import load_artifact
-    from asr_finetuner.preprocess import wandb_artifact_ref
+    from asr_finetuner.artifacts import wandb_artifact_ref
     monkeypatch.setenv("WANDB_MODE", "offline"); monkeypatch.setenv("WANDB_DIR", str(tmp_path)); monkeypatch.setenv("WANDB_SILENT", "true")
     import wandb; wandb.teardown()  # W&B keeps its settings (its folder) per process: start afresh in this test's folder
     train(**params(tiny_model_dir, sample_dir, arts, tmp_path / "out", max_steps=2, eval_steps=2, save_steps=2,
