@@ -87,7 +87,7 @@ def run_command(args:argparse.Namespace, # parsed arguments of a job subcommand
     if args.command == "run-notebook":
         record = jobs.run_notebook(args.job, args.config, args.output, **dict(args.parameter))
         return print(f"executed notebook kept at {record}")
-    if args.command == "demo": return load_function("asr_finetuner.jobs:demo")(max_steps=args.max_steps, output_root=args.output_root)
+    if args.command == "demo": return load_function("asr_finetuner.demo:demo")(max_steps=args.max_steps, output_root=args.output_root)
     cls, spec, _ = COMMANDS[args.command]
     flags = {f.name: getattr(args, f.name) for f in fields(cls)}
     cfg = make_config(cls, args.config, **flags)

@@ -10,6 +10,7 @@ from pathlib import Path
 import jiwer
 import numpy as np
 import pandas as pd
+import soundfile as sf
 import ipywidgets as widgets
 from transformers import TrainerCallback
 
@@ -52,7 +53,6 @@ def wav_bytes(samples:np.ndarray, # mono float32 samples
               rate:int=16_000, # their rate
              )->bytes: # a WAV file
     "Samples as WAV bytes, for an audio player."
-    import soundfile as sf
     buf = io.BytesIO(); sf.write(buf, samples, rate, format="WAV", subtype="PCM_16")
     return buf.getvalue()
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pandas as pd
+
 from . import __version__
 from .config import DecodingOptions, ExportConfig, InputError, TrainConfig, language_code_of, language_name, make_config
 from .artifacts import JsonRecord
@@ -221,7 +223,6 @@ def export_after_training(cfg:TrainConfig, # the train job's parameters
 def exports_table(folder:Path, # a model folder
                  ):
     "The exports in a model folder and their parity checks, as a table (WER in %)."
-    import pandas as pd
     rows = {}
     for info in sorted(Path(folder).glob("export/*/export.json")):
         r = json.loads(info.read_text()); p = r.get("parity") or {}

@@ -4,24 +4,19 @@
 
 # %% ../nbs/30_jobs.ipynb #a26d14a0
 from __future__ import annotations
-import os, shutil, tempfile, time
+import os, shutil, tempfile
 from pathlib import Path
 
 import asr_finetuner
 from .config import EvaluateConfig, InputError, PreprocessConfig, TrainConfig, make_config
 from .artifacts import artifact_path
-from .preprocess import preprocess
-from .train import train
-from .evaluate import evaluate
-from tqdm.auto import tqdm
-from transformers import TrainerCallback
 
 # %% auto #0
-__all__ = ['JOB_NOTEBOOKS', 'JOB_CONFIGS', 'DEMO', 'DEMO_TRAINING', 'DEMO_SECONDS', 'job_notebook', 'copy_job_notebooks',
-           'record_path', 'run_notebook', 'duration', 'ProgressPrinter', 'demo_training', 'demo']
+__all__ = ['JOB_NOTEBOOKS', 'JOB_CONFIGS', 'job_notebook', 'copy_job_notebooks', 'record_path', 'run_notebook']
 
 # %% ../nbs/30_jobs.ipynb #db01bd4d
 JOB_NOTEBOOKS = Path(asr_finetuner.__file__).parent / "jobs"
+
 JOB_CONFIGS = {"preprocess": PreprocessConfig, "train": TrainConfig, "evaluate": EvaluateConfig}
 
 def job_notebook(job:str, # "preprocess", "train" or "evaluate"
@@ -32,6 +27,7 @@ def job_notebook(job:str, # "preprocess", "train" or "evaluate"
         raise InputError(f"There is no job notebook {job!r}: the jobs are {', '.join(JOB_CONFIGS)}.")
     return path
 
+# %% ../nbs/30_jobs.ipynb #db01bd4e
 def copy_job_notebooks(dest:str|Path, # folder to copy the notebooks into
                       )->list: # the copies
     "Copy every job notebook into `dest`, to edit or to run with papermill."
@@ -44,6 +40,7 @@ def record_path(job:str, cfg)->Path:
     if job == "preprocess": return artifact_path(cfg.artifact_name, cfg.artifacts_dir) / "preprocess_run.ipynb"
     return cfg.resolved_output_dir / f"{job}_run.ipynb"
 
+# %% ../nbs/30_jobs.ipynb #b56f0bab
 def run_notebook(job:str, # "preprocess", "train" or "evaluate"
                  config_file:str|Path|None=None, # YAML/JSON file of parameters, as for the CLI's --config or papermill's -f
                  output:str|Path|None=None, # also write the executed notebook here
@@ -64,73 +61,3 @@ def run_notebook(job:str, # "preprocess", "train" or "evaluate"
         shutil.copy(executed, record)
         if output: Path(output).parent.mkdir(parents=True, exist_ok=True); shutil.copy(executed, output)
     return record
-
-# %% ../nbs/30_jobs.ipynb #3d9b6c41
-def duration(seconds:float, # a duration in seconds
-            )->str: # "4 min 05 s", or "45 s" under a minute
-    "`seconds` in minutes and seconds, for a person to read."
-    m, s = divmod(round(seconds), 60)
-    return f"{m} min {s:02d} s" if m else f"{s} s"
-
-# %% ../nbs/30_jobs.ipynb #9a4e1f54
-class ProgressPrinter(TrainerCallback):
-    "Print the step, the time spent and the time left every `every` seconds of training, and at the last step."
-    def __init__(self, every:float=20, # seconds between two lines
-                 clock=time.monotonic, # the clock, in seconds (a fake one in tests)
-                ):
-        self.every, self.clock, self.start = every, clock, None
-
-    def on_step_begin(self, args, state, control, **kwargs):
-        # the clock starts at the first step, after the step-0 evaluation (and at the resumed step after a resume)
-        if self.start is None: self.start = self.last = self.clock(); self.first = state.global_step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        now, step, total = self.clock(), state.global_step, state.max_steps
-        if now - self.last < self.every and step < total: return
-        self.last, spent = now, now - self.start
-        left = spent / max(1, step - self.first) * (total - step)
-        tqdm.write(f"step {step}/{total}, {duration(spent)} spent, about {duration(left)} left")
-
-# %% ../nbs/30_jobs.ipynb #84891b43
-DEMO = dict(model_id="builtin:whisper-tiny", dataset_name="builtin:sample-it", artifact_name="sample-it-demo",
-            model_name="whisper-demo-it")
-DEMO_TRAINING = dict(max_steps=1000, learning_rate=3e-3, warmup_steps=50, train_batch_size=16, eval_batch_size=32,
-                     eval_steps=1000, save_steps=1000, logging_steps=50, generation_max_length=40,
-                     speed_perturbation=0.2, frequency_warp=0.1)
-DEMO_SECONDS = dict(fixed=40, per_step=0.2) # the demo's time on 2 cores: fixed, and per training step
-
-def demo_training(max_steps:int|None=None, # training steps (default: `DEMO_TRAINING`'s)
-                 )->dict: # the demo's training parameters
-    "`DEMO_TRAINING` with `max_steps`, evaluating and saving at the last step only."
-    training = {**DEMO_TRAINING, **({"max_steps": max_steps} if max_steps else {})}
-    training["eval_steps"] = training["save_steps"] = training["max_steps"]
-    return training
-
-# %% ../nbs/30_jobs.ipynb #a2c8d7ba
-def demo(max_steps:int|None=None, # training steps (default: `DEMO_TRAINING`'s)
-         output_root:str|Path="outputs", # folder for the model and the evaluation
-         num_proc:int|None=None, # processes for preprocessing (default: all cores)
-        )->dict: # step-0 and final WER on validation, WER on test, and where the outputs are
-    "Preprocess the bundled sample, train the demo model on it, evaluate it, and print what happened."
-    start, root, training = time.time(), Path(output_root), demo_training(max_steps)
-    steps = training["max_steps"]
-    print(f"Demo: preprocess the sample, train {steps} steps, evaluate. Expected: about "
-          f"{duration(DEMO_SECONDS['fixed'] + DEMO_SECONDS['per_step'] * steps)} on 2 cores, up to twice that on a slow machine.")
-    print("1/3 preprocess the bundled sample")
-    art = preprocess(**{k: DEMO[k] for k in ("model_id", "dataset_name", "artifact_name")}, if_exists="overwrite",
-                     artifacts_dir=str(root / "artifacts"), num_proc=num_proc)
-    print(f"2/3 train {steps} steps from scratch, evaluating on validation before and after")
-    metrics = train(**{k: DEMO[k] for k in ("model_id", "dataset_name", "artifact_name", "model_name")}, **training,
-                    artifacts_dir=str(root / "artifacts"), output_dir=str(root / DEMO["model_name"]), resume=False,
-                    callbacks=[ProgressPrinter()])
-    print("3/3 evaluate on test (sentences never seen in training)")
-    test = evaluate(model_id=str(root / DEMO["model_name"]), dataset_name=DEMO["dataset_name"], eval_split="test",
-                    output_dir=str(root / "eval-test"), eval_batch_size=training["eval_batch_size"],
-                    generation_max_length=training["generation_max_length"])
-    result = {"step_0_wer": metrics.step_0["wer"], "final_wer": metrics.final["wer"], "test_wer": test.wer,
-              "model": str(root / DEMO["model_name"]), "artifact": art.path, "seconds": round(time.time() - start)}
-    print(f"\nDemo done in {duration(result['seconds'])}. Validation (seen sentences, new speed and pitch): WER {100 * result['step_0_wer']:.1f}% "
-          f"at step 0 -> {100 * result['final_wer']:.1f}% after {metrics.steps} steps.\n"
-          f"Test (unseen sentences): WER {100 * result['test_wer']:.1f}%: a few minutes on 120 sentences teach no new text.\n"
-          f"Model folder: {result['model']}\nArtifact: {result['artifact']}")
-    return result

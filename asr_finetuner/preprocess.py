@@ -11,7 +11,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+import soundfile
+import soxr
 import torch
+import transformers
 import datasets
 from datasets import Array2D, Dataset, DatasetDict, Features, IterableDataset, Sequence, Value
 from datasets.arrow_writer import ArrowWriter
@@ -269,7 +272,6 @@ def check_free_space(folder:Path, # where the artifact will be written
 
 # %% ../nbs/20_preprocess.ipynb #d9f33af8
 def _versions()->dict:
-    import transformers, soundfile, soxr
     return {"asr_finetuner": asr_finetuner.__version__, "python": platform.python_version(), "torch": torch.__version__,
             "transformers": transformers.__version__, "datasets": datasets.__version__, "numpy": np.__version__,
             "soundfile": soundfile.__version__, "soxr": soxr.__version__}

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 import transformers
 from fastcore.basics import patch
+from huggingface_hub import snapshot_download
 
 from .config import MAX_LABEL_TOKENS, DecodingOptions, InputError, language_code_of
 from .audio import SAMPLING_RATE
@@ -35,7 +36,6 @@ def model_folder(model_id:str, # a local folder, or a Hub id
     "The model's folder: a local one as it is, a Hub model downloaded (token from HF_TOKEN or the login file)."
     folder = Path(model_id).expanduser()
     if folder.is_dir(): return folder
-    from huggingface_hub import snapshot_download
     try: return Path(snapshot_download(model_id))
     except Exception as e: raise InputError(f"Cannot find the model {model_id} (no such folder, and the Hub said: {e}).") from None
 

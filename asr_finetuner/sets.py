@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import load_model, save_model
 from transformers import Seq2SeqTrainer, TrainerCallback
 
 from .config import InputError, TrainConfig, language_code_of
@@ -158,7 +159,6 @@ class BestStep(TrainerCallback):
 
     def _save(self, model):
         "The weights first, then the record that points at them (a crash between the two leaves the old record whole)."
-        from safetensors.torch import save_model
         self.folder.mkdir(parents=True, exist_ok=True)
         save_model(model, str(self.folder / self.record["weights"]))
         tmp = self.folder / "best.json.tmp"
@@ -169,7 +169,6 @@ class BestStep(TrainerCallback):
     def on_train_end(self, args, state, control, model=None, **kwargs):
         _wait_for_everyone()  # the main process has written the weights
         if self.record and self.record["step"] != state.global_step:
-            from safetensors.torch import load_model
             load_model(model, str(self.folder / self.record["weights"]))
 
 # %% ../nbs/15_sets.ipynb #5e7a0018

@@ -17,73 +17,28 @@ number of steps. Only the data path differs:
   `feature_extractor(audio).input_features[0]` and `tokenizer(text).input_ids`, no format set (python lists), and
   the blog's `DataCollatorSpeechSeq2SeqWithPadding`.
 
-Each trial (one side, one repetition) runs in a fresh subprocess, so that its peak RSS (`ru_maxrss`) is its own;
+Each trial (one side, one repetition) runs in a fresh subprocess (`common.run_child`), so that its peak memory (the
+resident set of its process tree, polled) is its own;
 trials alternate ours, reference, ours, reference, ... Each trial: evaluation of the untrained model with
 `trainer.predict` (predict_with_generate, generation_max_length 225, as the train job's final evaluation), then
 `trainer.train()` for warmup + steps steps; samples/s counts the steps after the warm-up only. The data cost alone
 (dataset fetch + collate of a batch, outside the trainer) is timed too.
 """
 from __future__ import annotations
-import argparse, json, os, resource, statistics, subprocess, sys, tempfile, time
-from dataclasses import dataclass
+import argparse, json, os, statistics, sys, tempfile, time
 from pathlib import Path
-from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-SAMPLE = REPO / "asr_finetuner" / "sample_data" / "it"
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# The reference recipe (blog), verbatim apart from decoding the audio with soundfile (no torchcodec here).
-
-@dataclass
-class DataCollatorSpeechSeq2SeqWithPadding:
-    processor: Any
-    decoder_start_token_id: int
-
-    def __call__(self, features):
-        import torch
-        input_features = [{"input_features": feature["input_features"]} for feature in features]
-        batch = self.processor.feature_extractor.pad(input_features, return_tensors="pt")
-        label_features = [{"input_ids": feature["labels"]} for feature in features]
-        labels_batch = self.processor.tokenizer.pad(label_features, return_tensors="pt")
-        labels = labels_batch["input_ids"].masked_fill(labels_batch.attention_mask.ne(1), -100)
-        if (labels[:, 0] == self.decoder_start_token_id).all().cpu().item():
-            labels = labels[:, 1:]
-        batch["labels"] = labels
-        return batch
-
-
-def make_reference_split(rows, processor, out_dir:str):
-    "The blog's prepare_dataset over the same clips (paths and texts taken from our artifact's rows, same order)."
-    from datasets import Dataset
-    from asr_finetuner.audio import load_audio
-    fe, tok = processor.feature_extractor, processor.tokenizer
-    tok.set_prefix_tokens(language="italian", task="transcribe", predict_timestamps=False)
-    ds = Dataset.from_dict({"path": [str(s) for s in rows["source"]], "sentence": [str(t) for t in rows["text"]],
-                            "duration": [float(d) for d in rows["duration"]]})
-
-    def prepare_dataset(batch):
-        audio = load_audio(batch["path"])  # the blog: batch["audio"]["array"], decoded by datasets' Audio feature
-        batch["input_features"] = fe(audio, sampling_rate=16000).input_features[0]
-        batch["labels"] = tok(batch["sentence"]).input_ids
-        return batch
-
-    ds = ds.map(prepare_dataset, remove_columns=["path", "sentence"])
-    ds.save_to_disk(out_dir)
-    return ds
+from common import SAMPLE, DataCollatorSpeechSeq2SeqWithPadding, child_env, make_reference_split, run_child, write_result
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Setup (parent): model, our artifact, the reference dataset.
 
 def setup(tmp:Path, a)->dict:
-    from datasets import load_from_disk
     from asr_finetuner.whisper import build_tiny_whisper, load_processor
     from asr_finetuner.preprocess import preprocess
     from asr_finetuner.artifacts import load_artifact
     from asr_finetuner.train import load_training_data
-    from asr_finetuner.config import make_config, TrainConfig
     model_dir = tmp / "model"
     model, _ = build_tiny_whisper(model_dir, language="Italian", window_seconds=30, d_model=a.d_model,
                                   layers=a.layers, heads=a.heads)
@@ -185,7 +140,6 @@ def trial(side:str, tmp:Path, a)->dict:
             "data_s_per_batch": statistics.median(data_times), "eval_s": eval_s, "eval_audio_s": audio_s,
             "eval_rtf": eval_s / audio_s, "eval_wer": pred.metrics.get("final_wer"), "generated_tokens": gen_tokens,
             "train_loss": result.metrics.get("train_loss"),
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "trial_wall_s": time.time() - t_start}
 
 
@@ -209,40 +163,38 @@ def main():
     p.add_argument("--eval-clips", type=int, default=8); p.add_argument("--repeat", type=int, default=2)
     p.add_argument("--data-batches", type=int, default=5); p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json"); p.add_argument("--profile", choices=["ours", "reference"])
-    p.add_argument("--tmp"); p.add_argument("--worker", choices=["ours", "reference"])
+    p.add_argument("--tmp"); p.add_argument("--worker", choices=["ours", "reference"]); p.add_argument("--result")
     a = p.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if a.worker:
         tmp = Path(a.tmp)
         r = profile_trial(a.worker, tmp, a, tmp / f"profile_{a.worker}.txt") if a.profile else trial(a.worker, tmp, a)
-        print("RESULT " + json.dumps(r))
+        write_result(a.result, r)
         return
     with tempfile.TemporaryDirectory(prefix="train_bench_") as d:
         tmp = Path(d)
-        env = {**os.environ, "HF_DATASETS_CACHE": str(tmp / "hf_cache"), "HF_HUB_OFFLINE": "1"}
+        env = child_env(HF_DATASETS_CACHE=tmp / "hf_cache")
         os.environ.update(env)
         t = time.time()
         info = setup(tmp, a)
         print(f"setup {time.time() - t:.1f} s: {json.dumps(info)}", flush=True)
         passthru = [f"--{k.replace('_', '-')}={v}" for k, v in vars(a).items()
-                    if k not in ("json", "profile", "tmp", "worker") and v is not None]
+                    if k not in ("json", "profile", "tmp", "worker", "result") and v is not None]
         runs = []
         for i in range(a.repeat):
             for side in ("ours", "reference"):
                 load = os.getloadavg()[0]
-                out = subprocess.run([sys.executable, __file__, "--worker", side, "--tmp", str(tmp), *passthru],
-                                     env=env, capture_output=True, text=True)
-                line = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
-                if not line: print(out.stdout[-3000:], out.stderr[-5000:]); raise SystemExit(f"{side} trial failed")
-                r = json.loads(line[0][7:]); r["load_before"] = load; r["rep"] = i
+                r = run_child([sys.executable, __file__, "--worker", side, "--tmp", tmp, "--result", tmp / f"result-{side}.json", *passthru],
+                              tmp / f"result-{side}.json", tmp / f"log-{side}-{i}.txt", env)
+                r["load_before"] = load; r["rep"] = i
                 runs.append(r)
                 print(f"rep {i} {side:9s} load {load:.2f}: {r['train_samples_per_s']:.3f} samples/s "
                       f"(step {r['step_s']:.3f} s, data {r['data_s_per_batch'] * 1000:.1f} ms/batch), eval {r['eval_s']:.2f} s "
                       f"RTF {r['eval_rtf']:.4f} ({r['generated_tokens']} tokens), peak RSS {r['peak_rss_mb']:.0f} MB, "
                       f"steps {r['step_times']}", flush=True)
         if a.profile:
-            subprocess.run([sys.executable, __file__, "--worker", a.profile, "--profile", a.profile, "--tmp", str(tmp),
-                            *passthru], env=env, capture_output=True, text=True)
+            run_child([sys.executable, __file__, "--worker", a.profile, "--profile", a.profile, "--tmp", tmp,
+                       "--result", tmp / "result-profile.json", *passthru], tmp / "result-profile.json", tmp / "log-profile.txt", env)
             prof = (tmp / f"profile_{a.profile}.txt").read_text(); print(prof)
         summary = {}
         for key in ("train_samples_per_s", "step_s", "best_samples_per_s", "data_s_per_batch", "eval_rtf", "peak_rss_mb"):
