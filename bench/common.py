@@ -1,7 +1,8 @@
 """What the benchmarks share, so that each script holds only what it measures.
 
 - `build_model`: the real multilingual Whisper base, rebuilt offline by `../shared/tools/real_whisper/build.sh`;
-- `sample_maker`: `scripts/make_sample_data.py` as a module (sentences, voices, audio post-processing);
+- `sample_maker`: `scripts/make_sample_data.py` as a module (sentences, voices, audio post-processing), and
+  `make_speech_data`, the generated Italian speech of the quality and long-form benchmarks;
 - `DataCollatorSpeechSeq2SeqWithPadding` and `make_reference_split`: the published recipe's collator and data
   preparation (the Hugging Face blog "Fine-Tune Whisper For Multilingual ASR with Transformers"), the reference side;
 - `StepTimer`: a callback that times each training step and stops a run past a budget of step time;
@@ -15,7 +16,7 @@
 The scripts import it as `from common import ...`: Python puts a script's own folder first on `sys.path`.
 """
 from __future__ import annotations
-import importlib.util, json, os, resource, subprocess, sys, threading, time
+import csv, importlib.util, json, os, random, resource, subprocess, sys, tempfile, threading, time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 BUILD = REPO.parent / "shared" / "tools" / "real_whisper" / "build.sh"
 SAMPLE = REPO / "asr_finetuner" / "sample_data" / "it"
+TRAIN_VOICES, HELDOUT_VOICE = ("festival_lp", "espeak-ng_it"), "festival_pc"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -41,6 +43,37 @@ def sample_maker():
     spec = importlib.util.spec_from_file_location("make_sample_data", REPO / "scripts" / "make_sample_data.py")
     mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
     return mod
+
+
+def make_speech_data(work:Path, n_train:int, n_heldout:int, seed:int)->Path:
+    """Generated Italian speech (the quality and long-form benchmarks'): `n_train` sentences each said by the two
+    training voices, `n_heldout` other sentences said by a training voice and by the held-out voice; one manifest
+    (path,text,split,speaker) with the splits train, heldout_sentences and heldout_voice."""
+    manifest = work / "data" / "manifest.csv"
+    if manifest.is_file(): return manifest
+    msd = sample_maker()
+    msd.N_SEEN, msd.N_UNSEEN = n_train, n_heldout
+    train_sents, heldout_sents, pool = msd.select_sentences(seed)
+    rng = random.Random(seed)
+    def rendition(text, voice, split, i):
+        return dict(text=text, voice=voice, split=split, speed=round(rng.uniform(*msd.SPEED_RANGE), 2),
+                    pitch=round(rng.uniform(*msd.VOICES[voice][2]), 2), name=f"{split}_{i:04d}_{voice}")
+    items = [rendition(t, v, "train", i) for i, t in enumerate(train_sents) for v in TRAIN_VOICES]
+    items += [rendition(t, TRAIN_VOICES[i % 2], "heldout_sentences", i) for i, t in enumerate(heldout_sents)]
+    items += [rendition(t, HELDOUT_VOICE, "heldout_voice", i) for i, t in enumerate(heldout_sents)]
+    audio_dir = work / "data" / "audio"; audio_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for it in items: it["wav"] = str(Path(tmp) / f"{it['name']}.wav")
+        msd.synthesize(items, Path(tmp))
+        for it in items:
+            it["path"] = audio_dir / f"{it['name']}.flac"
+            msd.sf.write(str(it["path"]), msd.postprocess(it["wav"]), msd.SR, format="FLAC")
+    with open(manifest, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f); w.writerow(["path", "text", "split", "speaker"])
+        w.writerows([str(it["path"]), it["text"], it["split"], it["voice"]] for it in items)
+    print(f"data: {len(train_sents)} training sentences x {len(TRAIN_VOICES)} voices, {len(heldout_sents)} held-out "
+          f"sentences x (a training voice, the held-out voice {HELDOUT_VOICE}); from {pool} candidates", flush=True)
+    return manifest
 
 
 # ---------------------------------------------------------------------------------------------------------------

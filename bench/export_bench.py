@@ -8,12 +8,10 @@ The manifest is a CSV of path,text,split (its `test` rows are used); `bench/guar
 (90 clips of two Italian sentences, 1,054 words). The model is built by `../shared/tools/real_whisper/build.sh`
 into the work folder. Not part of the test suite. See EXPORT.md.
 """
-import argparse, csv, json, sys, time
+import argparse, csv, json, time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "bench"))
-from quality_bench import build_model  # noqa: E402
+from common import build_model
 
 TARGETS = (("transformers", None), ("ctranslate2", "int8"), ("ggml", "f16"), ("ggml", "q5_0"))
 

@@ -15,12 +15,10 @@ Runs:
 Needs the sample maker's tools (festival with its Italian voices, espeak-ng, fortunes-it) and the real Whisper base
 (`../shared/tools/real_whisper/build.sh`, built into the work folder). Not part of the test suite. See GUARDRAILS.md.
 """
-import argparse, csv, json, random, sys, time
+import argparse, csv, json, random, time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "bench"))
-from quality_bench import build_model, sample_maker  # noqa: E402
+from common import build_model, sample_maker
 
 TRAIN_VOICES, OOD_VOICE, GENERAL_VOICES = ("festival_lp", "espeak-ng_it"), "festival_pc", ("espeak-ng_it+f2", "espeak-ng_it+m3", "espeak-ng_it+klatt")
 N_TRAIN, N_HELDOUT, N_GENERAL = 300, 180, 300

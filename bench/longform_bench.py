@@ -20,11 +20,11 @@ Run from the repository root (needs festival with its Italian voices, espeak-ng 
   starts.
 """
 from __future__ import annotations
-import argparse, csv, json, os, random, subprocess, sys, time
+import argparse, csv, json, random, sys, time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "bench"))
+from common import Child, StepTimer, build_model, child_env, make_speech_data, write_result
+
 PACKED = dict(pack_seconds=28, pack_pause_seconds=0.5, timestamp_probability=0.5, prompt_probability=0.2)
 SIDES = {"unpacked": {}, "packed": PACKED}
 
@@ -32,10 +32,9 @@ SIDES = {"unpacked": {}, "packed": PACKED}
 def data(work:Path, n_train:int=400, n_heldout:int=190, seed:int=11)->Path:
     """The quality benchmark's synthetic Italian (two training voices, held-out sentences said by them), its training
     clips joined per voice into clips of 3-8 s (Common Voice-like), with a speaker column."""
-    from quality_bench import make_data
     manifest = work / "data" / "manifest-3-8s.csv"
     if manifest.is_file(): return manifest
-    rows = list(csv.DictReader(open(make_data(work, n_train, n_heldout, seed), encoding="utf-8")))
+    rows = list(csv.DictReader(open(make_speech_data(work, n_train, n_heldout, seed), encoding="utf-8")))
     out = [r for r in rows if r["split"] != "train"]
     rng = random.Random(seed)
     for voice in sorted({r["speaker"] for r in rows if r["split"] == "train"}):
@@ -69,7 +68,6 @@ def _flush(parts, texts, sr, folder, row, out)->list:
 
 
 def model(work:Path)->Path:
-    from quality_bench import build_model
     return build_model(work)
 
 
@@ -81,19 +79,6 @@ def artifact(work:Path, model_dir:Path, manifest:Path, side:str, max_train_sampl
                eval_split="heldout_sentences", max_eval_samples=16, artifacts_dir=str(work / "artifacts"),
                if_exists="reuse", max_train_samples=max_train_samples, num_proc=1, **SIDES[side])
     return name
-
-
-class StepTimer:
-    "A TrainerCallback that records each training step's duration and stops training past a budget."
-    def __new__(cls, budget_s:float|None=None):
-        from transformers import TrainerCallback
-        class _Timer(TrainerCallback):
-            def __init__(self): self.steps = []
-            def on_step_begin(self, args, state, control, **kw): self.t = time.perf_counter()
-            def on_step_end(self, args, state, control, **kw):
-                self.steps.append(time.perf_counter() - self.t)
-                if budget_s is not None and sum(self.steps) >= budget_s: control.should_training_stop = True
-        return _Timer()
 
 
 def fine_tune(work:Path, model_dir:Path, manifest:Path, side:str, steps:int, out:Path, budget_s:float|None, batch:int,
@@ -140,22 +125,19 @@ def child(a):
         r["median_step_seconds"] = min(r["step_seconds"][1:])  # the first steps of a process are slow: the fastest is the closest
     else:
         r = fine_tune(a.work, model_dir, manifest, a.side, a.steps, a.work / f"model-{a.side}", a.minutes * 60, a.batch)
-    Path(a.result).write_text(json.dumps(r))
+    write_result(a.result, r)
 
 
 def run_children(a, calibrate:bool, steps:dict)->dict:
-    "Both sides at once, one thread each."
-    procs = {}
+    "Both sides at once, one thread each, each a measured child (`common.Child`)."
+    children = {}
     for side in SIDES:
-        result = a.work / f"result-{side}{'-calibrate' if calibrate else ''}.json"
-        cmd = [sys.executable, __file__, "child", "--side", side, "--work", str(a.work), "--batch", str(a.batch),
-               "--minutes", str(a.minutes), "--steps", str(steps.get(side, 0)), "--result", str(result)]
-        log = open(a.work / f"log-{side}{'-calibrate' if calibrate else ''}.txt", "w")
-        procs[side] = (subprocess.Popen(cmd + (["--calibrate"] if calibrate else []), stdout=log, stderr=subprocess.STDOUT,
-                                        env={**os.environ, "OMP_NUM_THREADS": "1"}), result)
-    for side, (p, _) in procs.items():
-        if p.wait() != 0: raise SystemExit(f"{side} failed: see {a.work}/log-{side}*.txt")
-    return {side: json.loads(r.read_text()) for side, (_, r) in procs.items()}
+        name = f"{side}{'-calibrate' if calibrate else ''}"
+        cmd = [sys.executable, __file__, "child", "--side", side, "--work", a.work, "--batch", a.batch,
+               "--minutes", a.minutes, "--steps", steps.get(side, 0), "--result", a.work / f"result-{name}.json"]
+        children[side] = Child(cmd + (["--calibrate"] if calibrate else []), a.work / f"result-{name}.json", a.work / f"log-{name}.txt",
+                               child_env(OMP_NUM_THREADS=1))
+    return {side: c.result() for side, c in children.items()}
 
 
 def train_both(a):

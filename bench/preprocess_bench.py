@@ -19,11 +19,10 @@ HF_DATASETS_CACHE and HF_HUB_OFFLINE=1; the parent polls the resident memory of 
 descendants (the `map` workers) and keeps the peak of the sum.
 """
 from __future__ import annotations
-import argparse, csv, json, os, resource, shutil, statistics, subprocess, sys, tempfile, time
+import argparse, csv, json, os, resource, shutil, statistics, sys, tempfile, time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-SAMPLE = REPO / "asr_finetuner" / "sample_data" / "it"
+from common import REPO, SAMPLE, run_child, write_result
 RATE = 16_000
 TARGETS = {"throughput": 5.0, "bytes": 1 / 7, "memory": 1.2}
 TOLERANCE = 4e-3  # float16 rounding of log-mel values within [-1.5, 2] (as in tests/test_preprocess.py)
@@ -70,9 +69,9 @@ def run_reference(spec:dict)->dict:
 
 def import_modules(side:str):
     "Import what the job needs, so that its timing leaves out the imports (torch, transformers, datasets)."
-    if side == "ours": import asr_finetuner.preprocess
+    if side == "ours": import asr_finetuner.preprocess  # noqa: F401
     else:
-        import numpy, soundfile, soxr, datasets, transformers
+        import numpy, soundfile, soxr, datasets, transformers  # noqa: F401
         transformers.WhisperFeatureExtractor, transformers.WhisperTokenizer  # lazy modules: load them now
 
 def worker(side:str, spec_path:str):
@@ -85,7 +84,7 @@ def worker(side:str, spec_path:str):
     # CPU of the job: this process after the imports, and the map workers (forked during the job, reaped by now)
     result["job_cpu_seconds"] = (own1.ru_utime - own0.ru_utime + own1.ru_stime - own0.ru_stime
                                  + kids.ru_utime + kids.ru_stime)
-    Path(spec["result"]).write_text(json.dumps(result))
+    write_result(spec["result"], result)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -158,40 +157,16 @@ def build_data(root:Path, scales:list, n_train:int, n_eval:int, clip_seconds:flo
 # ---------------------------------------------------------------------------------------------------------------
 # Running a job in a fresh subprocess and measuring it.
 
-def tree_rss(proc)->int:
-    "Sum of the RSS of `proc` and all its descendants (pages shared after fork count once per process)."
-    import psutil
-    total = 0
-    try: procs = [proc] + proc.children(recursive=True)
-    except psutil.NoSuchProcess: return 0
-    for p in procs:
-        try: total += p.memory_info().rss
-        except psutil.NoSuchProcess: pass
-    return total
-
-def measure(side:str, spec:dict, env:dict, log:Path, poll:float=0.02)->dict:
-    "Run one job in a fresh subprocess; its result, wall and CPU time, and the peak RSS of its process tree."
-    import psutil
+def measure(side:str, spec:dict, env:dict, log:Path)->dict:
+    "Run one job in a fresh, measured subprocess (`common.run_child`): its result, wall and CPU time, the peak RSS of its process tree."
     spec_path = Path(spec["result"]).with_suffix(".spec.json")
     spec_path.write_text(json.dumps(spec))
     os.sync()  # no dirty pages left over from the previous run (not timed)
     load_before = os.getloadavg()[0]
-    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    with open(log, "w") as lf:
-        p = subprocess.Popen([sys.executable, __file__, "--worker", side, "--spec", str(spec_path)], cwd=REPO, env=env,
-                             stdout=lf, stderr=subprocess.STDOUT)
-        proc, peak = psutil.Process(p.pid), 0
-        while p.poll() is None:
-            peak = max(peak, tree_rss(proc)); time.sleep(poll)
-    wall = time.perf_counter() - t0
-    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)  # the job and its map workers (reaped by the job), imports included
-    if p.returncode:
-        sys.exit(f"The {side} job failed (exit {p.returncode}); its log, {log}:\n" + log.read_text()[-4000:])
-    result = json.loads(Path(spec["result"]).read_text())
+    # cpu_seconds: the job and its map workers (reaped by the job), imports included
+    result = run_child([sys.executable, __file__, "--worker", side, "--spec", spec_path], Path(spec["result"]), log, env)
     out = Path(result["output"])
-    result.update(peak_rss=peak, process_seconds=wall, load_before=load_before,
-                  cpu_seconds=(cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime),
+    result.update(peak_rss=result["peak_rss_mb"] * 2**20, process_seconds=result["wall_seconds"], load_before=load_before,
                   arrow_bytes=sum(f.stat().st_size for f in out.rglob("*.arrow")),
                   cache_arrow_bytes=sum(f.stat().st_size for f in Path(env["HF_DATASETS_CACHE"]).rglob("*.arrow")))
     return result

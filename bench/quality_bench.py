@@ -24,89 +24,35 @@ What it does
   (greedy, Italian, transcribe) on both held-out sets: WER on raw text, WER after Whisper normalisation, CER.
 """
 from __future__ import annotations
-import argparse, csv, importlib.util, json, os, random, resource, subprocess, sys, tempfile, time
+import argparse, json, os, sys, time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-BUILD = REPO.parent / "shared" / "tools" / "real_whisper" / "build.sh"
-TRAIN_VOICES, HELDOUT_VOICE = ("festival_lp", "espeak-ng_it"), "festival_pc"
+from common import (DataCollatorSpeechSeq2SeqWithPadding, StepTimer, build_model, make_reference_split, make_speech_data, run_child,
+                    write_result)
+
 SIDES = ("ours", "reference")
 
 
-def sample_maker():
-    "scripts/make_sample_data.py as a module: its sentence selection, voices and audio post-processing."
-    spec = importlib.util.spec_from_file_location("make_sample_data", REPO / "scripts" / "make_sample_data.py")
-    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
-    return mod
-
-
 # ---------------------------------------------------------------------------------------------------------------
-# Model and data (parent process)
-
-def build_model(work:Path)->Path:
-    out = work / "whisper-base"
-    if not (out / "model.safetensors").is_file():
-        subprocess.run(["bash", str(BUILD), str(out), sys.executable], check=True)
-    return out
-
-
-def make_data(work:Path, n_train:int, n_heldout:int, seed:int)->Path:
-    "Synthesise the three sets and write one manifest (path,text,split,speaker)."
-    manifest = work / "data" / "manifest.csv"
-    if manifest.is_file(): return manifest
-    msd = sample_maker()
-    msd.N_SEEN, msd.N_UNSEEN = n_train, n_heldout
-    train_sents, heldout_sents, pool = msd.select_sentences(seed)
-    rng = random.Random(seed)
-    def rendition(text, voice, split, i):
-        return dict(text=text, voice=voice, split=split, speed=round(rng.uniform(*msd.SPEED_RANGE), 2),
-                    pitch=round(rng.uniform(*msd.VOICES[voice][2]), 2), name=f"{split}_{i:04d}_{voice}")
-    items = [rendition(t, v, "train", i) for i, t in enumerate(train_sents) for v in TRAIN_VOICES]
-    items += [rendition(t, TRAIN_VOICES[i % 2], "heldout_sentences", i) for i, t in enumerate(heldout_sents)]
-    items += [rendition(t, HELDOUT_VOICE, "heldout_voice", i) for i, t in enumerate(heldout_sents)]
-    audio_dir = work / "data" / "audio"; audio_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        for it in items: it["wav"] = str(Path(tmp) / f"{it['name']}.wav")
-        msd.synthesize(items, Path(tmp))
-        for it in items:
-            it["path"] = audio_dir / f"{it['name']}.flac"
-            msd.sf.write(str(it["path"]), msd.postprocess(it["wav"]), msd.SR, format="FLAC")
-    with open(manifest, "w", encoding="utf-8", newline="") as f:
-        w = csv.writer(f); w.writerow(["path", "text", "split", "speaker"])
-        w.writerows([str(it["path"]), it["text"], it["split"], it["voice"]] for it in items)
-    print(f"data: {len(train_sents)} training sentences x {len(TRAIN_VOICES)} voices, {len(heldout_sents)} held-out "
-          f"sentences x (a training voice, the held-out voice {HELDOUT_VOICE}); from {pool} candidates", flush=True)
-    return manifest
-
+# Data (parent process)
 
 # ---------------------------------------------------------------------------------------------------------------
 # One side's training (child process)
 
-def budget_callback(budget_s:float|None, log:list):
-    "Stop training once the steps alone have taken `budget_s`; log every step's duration."
-    from transformers import TrainerCallback
-    class Budget(TrainerCallback):
-        def on_step_begin(self, args, state, control, **kw): self.t = time.perf_counter()
-        def on_step_end(self, args, state, control, **kw):
-            log.append(time.perf_counter() - self.t)
-            if budget_s is not None and sum(log) >= budget_s: control.should_training_stop = True
-    return Budget()
-
-
-def train_ours(a, out:Path, steps:int, log:list):
+def train_ours(a, out:Path, timer):
     from asr_finetuner.train import train
-    train(callbacks=[budget_callback(a.budget_s, log)], model_name="ours", model_id=str(a.model), dataset_name=str(a.manifest), artifact_name="quality-bench",
+    steps = a.steps
+    train(callbacks=[timer], model_name="ours", model_id=str(a.model), dataset_name=str(a.manifest), artifact_name="quality-bench",
           artifacts_dir=str(a.work / "artifacts"), output_dir=str(out), max_steps=steps, warmup_steps=max(1, steps // 10),
           train_batch_size=a.batch, eval_batch_size=16, eval_steps=10**6, save_steps=10**6, logging_steps=1,
           generation_max_length=128, resume=False)
 
 
-def train_reference(a, out:Path, steps:int, log:list):
+def train_reference(a, out:Path, timer):
     "The blog's recipe on the same rows (paths and texts in our artifact's order)."
     import datasets, torch
     from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments, WhisperForConditionalGeneration, WhisperProcessor
-    sys.path.insert(0, str(REPO / "bench"))
-    from train_bench import DataCollatorSpeechSeq2SeqWithPadding, make_reference_split
+    steps = a.steps
     from asr_finetuner.artifacts import load_artifact
     processor = WhisperProcessor.from_pretrained(str(a.model))
     ref_dir = a.work / "reference-data"
@@ -125,7 +71,7 @@ def train_reference(a, out:Path, steps:int, log:list):
         use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0)
     trainer = Seq2SeqTrainer(args=args, model=model, train_dataset=ds, data_collator=DataCollatorSpeechSeq2SeqWithPadding(
         processor, model.config.decoder_start_token_id), processing_class=processor.feature_extractor,
-        callbacks=[budget_callback(a.budget_s, log)])
+        callbacks=[timer])
     trainer.train()
     model.save_pretrained(out); processor.save_pretrained(out)
 
@@ -133,14 +79,12 @@ def train_reference(a, out:Path, steps:int, log:list):
 def child(a):
     import torch
     torch.manual_seed(0)
-    out, log = a.work / f"model-{a.side}{'-calibration' if a.calibrate else ''}", []
-    steps = 4 if a.calibrate else a.steps
+    out, timer = a.work / f"model-{a.side}{'-calibration' if a.calibrate else ''}", StepTimer(a.budget_s)
+    if a.calibrate: a.steps = 4
     start = time.time()
-    (train_ours if a.side == "ours" else train_reference)(a, out, steps, log)
-    res = {"side": a.side, "steps": len(log), "step_seconds": log, "train_step_seconds_total": sum(log),
-           "wall_seconds": time.time() - start, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-           "model": str(out)}
-    Path(a.result).write_text(json.dumps(res))
+    (train_ours if a.side == "ours" else train_reference)(a, out, timer)
+    write_result(a.result, {"side": a.side, "steps": len(timer.steps), "step_seconds": timer.steps, "train_step_seconds_total": sum(timer.steps),
+                            "train_wall_seconds": time.time() - start, "model": str(out)})
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -158,12 +102,13 @@ def score(model:Path, manifest:Path, work:Path, name:str)->dict:
     return res
 
 
-def run_child(a, side:str, calibrate:bool, steps:int=0)->dict:
-    result = a.work / f"result-{side}{'-cal' if calibrate else ''}.json"
-    cmd = [sys.executable, __file__, "--child", side, "--work", str(a.work), "--model", str(a.model), "--manifest", str(a.manifest),
-           "--batch", str(a.batch), "--steps", str(steps), "--result", str(result), "--budget-s", str(a.minutes * 60)]
-    subprocess.run(cmd + (["--calibrate"] if calibrate else []), check=True)
-    return json.loads(result.read_text())
+def run_side(a, side:str, calibrate:bool, steps:int=0)->dict:
+    "One side's training in a measured child process (`common.run_child`): its result, peak memory and wall time."
+    name = f"{side}{'-cal' if calibrate else ''}"
+    result = a.work / f"result-{name}.json"
+    cmd = [sys.executable, __file__, "--child", side, "--work", a.work, "--model", a.model, "--manifest", a.manifest,
+           "--batch", a.batch, "--steps", steps, "--result", result, "--budget-s", a.minutes * 60]
+    return run_child(cmd + (["--calibrate"] if calibrate else []), result, a.work / f"log-{name}.txt")
 
 
 def main():
@@ -189,7 +134,7 @@ def main():
     a.work.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     a.model = build_model(a.work)
-    a.manifest = make_data(a.work, a.train_sentences, a.heldout_sentences, a.seed)
+    a.manifest = make_speech_data(a.work, a.train_sentences, a.heldout_sentences, a.seed)
     from asr_finetuner.preprocess import preprocess
     preprocess(artifact_name="quality-bench", model_id=str(a.model), dataset_name=str(a.manifest), train_split="train",
                eval_split="heldout_sentences", max_eval_samples=8, artifacts_dir=str(a.work / "artifacts"), if_exists="reuse")
@@ -197,7 +142,7 @@ def main():
 
     report = {"minutes": a.minutes, "batch": a.batch, "calibration": {}, "runs": {}, "scores": {}}
     for side in SIDES:
-        cal = run_child(a, side, calibrate=True)
+        cal = run_side(a, side, calibrate=True)
         step = sorted(cal["step_seconds"][1:])[len(cal["step_seconds"][1:]) // 2]  # median after the warm-up step
         report["calibration"][side] = {"step_seconds": cal["step_seconds"], "median_step_seconds": step,
                                        "steps_in_budget": int(a.minutes * 60 // step)}
@@ -205,10 +150,10 @@ def main():
     print("scores (step 0 = the base model):", flush=True)
     report["scores"]["base"] = score(a.model, a.manifest, a.work, "base")
     for side in SIDES:
-        run = run_child(a, side, calibrate=False, steps=report["calibration"][side]["steps_in_budget"])
+        run = run_side(a, side, calibrate=False, steps=report["calibration"][side]["steps_in_budget"])
         report["runs"][side] = {k: v for k, v in run.items() if k != "step_seconds"}
         print(f"{side}: {run['steps']} steps in {run['train_step_seconds_total']:.0f} s of steps "
-              f"({run['wall_seconds']:.0f} s wall with its evaluations), peak RSS {run['peak_rss_mb']:.0f} MB", flush=True)
+              f"({run['wall_seconds']:.0f} s wall for the whole child: start, evaluations), peak RSS {run['peak_rss_mb']:.0f} MB", flush=True)
         report["scores"][side] = score(Path(run["model"]), a.manifest, a.work, side)
     report["total_seconds"] = round(time.time() - t0)
     if a.json: a.json.write_text(json.dumps(report, indent=2))

@@ -4,7 +4,6 @@ standard parsers read, batching, bad files, and the CLI."""
 import csv, io, json, subprocess, sys
 from pathlib import Path
 
-import datasets
 import numpy as np
 import pytest
 import soundfile as sf

@@ -3,9 +3,7 @@ by a real training, the results explorer on the train job's step-0 and final pre
 "try it", and the metrics as `evaluate` modules."""
 import io, json
 from datetime import datetime, timezone
-from pathlib import Path
 
-import numpy as np
 import pytest
 import soundfile as sf
 

@@ -3,7 +3,6 @@ has near-ties that flip greedy tokens and scores about 100% WER whatever the exp
 export_formats, both runtimes loading their export, the float32 CTranslate2 export's greedy tokens, a broken export
 failing its check with exit 2, and evaluate and transcribe on each backend."""
 import csv, json
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -1,6 +1,6 @@
 """The preprocess job end to end: every source kind, every drop reason, translate, streaming, fingerprints,
 the feature contract on the real 30 s window, the interrupted-run rule, and the CLI."""
-import csv, io, json, os, signal, subprocess, sys, time
+import csv, json, os, signal, subprocess, sys, time
 from pathlib import Path
 
 import datasets

@@ -1,6 +1,6 @@
 """Robustness and security: bad input of every kind ends in a clear error or a counted skip; kills, races and
 secrets. Most cases run in-process; the CLI's error policy is checked through subprocesses for a few."""
-import contextlib, csv, io, json, os, shutil, subprocess, sys, time
+import contextlib, csv, io, json, os, shutil, subprocess, sys
 from pathlib import Path
 
 import datasets

@@ -1,9 +1,8 @@
 """The train job end to end on a tiny model: outputs, overfitting, artifact checks, DDP, resume after kill -9, push."""
-import csv, json, os, shutil, signal, subprocess, sys, time
+import csv, json, os, signal, subprocess, sys, time
 from pathlib import Path
 from types import SimpleNamespace
 
-import datasets
 import numpy as np
 import pytest
 
