@@ -28,7 +28,7 @@ test-notebooks: install
 test-pytest: install
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
 		echo "NOTE: no Chromium here: the browser test (tests/test_browser.py) is skipped. Install it with: apt install chromium"
-	$(BIN)/python -m pytest tests/ -n 2 --durations=15
+	$(BIN)/python -m pytest tests/ -n 2 --dist loadgroup --durations=15
 
 test: test-notebooks test-pytest
 

@@ -57,3 +57,21 @@ def tiny_model_dir_128(tmp_path_factory):
     out = tmp_path_factory.mktemp("models") / "tiny-whisper-128"
     build_tiny_whisper(out, language="it", window_seconds=TINY_WINDOW_SECONDS, num_mel_bins=128, seed=0)
     return out
+
+
+@pytest.fixture(scope="session")
+def widget_run(tmp_path_factory, tiny_model_dir, sample_dir):
+    """What the Jupyter widgets show, built once for test_explore and test_browser (one xdist group, so one worker):
+    a small packed artifact of the sample with timestamps, and a 4-step training on it watched by a `TrainingMonitor`.
+    Read it, never write into it."""
+    from asr_finetuner.explore import TrainingMonitor
+    from asr_finetuner.preprocess import preprocess
+    from asr_finetuner.train import train
+    d = tmp_path_factory.mktemp("widgets")
+    preprocess(artifact_name="it-widgets", model_id=str(tiny_model_dir), dataset_name=str(sample_dir), max_train_samples=16,
+               max_eval_samples=6, artifacts_dir=str(d / "arts"), num_proc=1, pack_seconds=4.8, timestamp_probability=1.0)
+    monitor = TrainingMonitor("tiny-it")
+    m = train(model_name="tiny-it", model_id=str(tiny_model_dir), dataset_name=str(sample_dir), artifact_name="it-widgets",
+              artifacts_dir=str(d / "arts"), output_dir=str(d / "out"), max_steps=4, eval_steps=2, save_steps=4, logging_steps=1,
+              warmup_steps=0, train_batch_size=4, eval_batch_size=6, learning_rate=1e-3, generation_max_length=8, callbacks=[monitor])
+    return {"dir": d, "arts": d / "arts", "artifact": "it-widgets", "out": d / "out", "metrics": m, "monitor": monitor}

@@ -8,12 +8,13 @@ import nbformat
 import pytest
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(not CHROMIUM, reason="no Chromium on this machine (apt install chromium): the browser test "
-                                                    "did not run; .ci/run installs it")
+pytestmark = [pytest.mark.skipif(not CHROMIUM, reason="no Chromium on this machine (apt install chromium): the browser test "
+                                                     "did not run; .ci/run installs it"),
+              pytest.mark.xdist_group("widgets")]  # with test_explore: the session's widget_run is built once
 
 CELLS = [
     "from asr_finetuner.explore import ArtifactExplorer, ResultsExplorer, TrainingMonitor, TryIt\nimport json, pathlib",
-    "ArtifactExplorer('it-browser', {arts!r})",
+    "ArtifactExplorer({artifact!r}, {arts!r})",
     "monitor = TrainingMonitor('tiny-it')\nstate = json.loads(pathlib.Path({state!r}).read_text())\nmonitor.redraw(state['log_history'])\nmonitor",
     "ResultsExplorer.from_train({out!r})",
     "try_it = TryIt({{'fine-tuned': {out!r}, 'base': {base!r}}}, [{clip!r}], max_length=12)\ntry_it.pick.value = {clip!r}\n"
@@ -21,18 +22,10 @@ CELLS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def outputs(tmp_path_factory, tiny_model_dir, sample_dir):
-    "An artifact of the sample and a short training on it: what the widgets show."
-    from asr_finetuner.preprocess import preprocess
-    from asr_finetuner.train import train
-    d = tmp_path_factory.mktemp("browser")
-    preprocess(artifact_name="it-browser", model_id=str(tiny_model_dir), dataset_name=str(sample_dir), max_train_samples=16,
-               max_eval_samples=6, artifacts_dir=str(d / "arts"), num_proc=1)
-    train(model_name="tiny-it", model_id=str(tiny_model_dir), dataset_name=str(sample_dir), artifact_name="it-browser",
-          artifacts_dir=str(d / "arts"), output_dir=str(d / "out"), max_steps=4, eval_steps=2, save_steps=4, logging_steps=1,
-          warmup_steps=0, train_batch_size=4, eval_batch_size=6, learning_rate=1e-3, generation_max_length=8)
-    return d
+@pytest.fixture
+def outputs(widget_run):
+    "The session's small artifact of the sample and short training on it (conftest.py): what the widgets show."
+    return widget_run
 
 
 def free_port()->int:
@@ -43,8 +36,8 @@ def free_port()->int:
 def lab(outputs, tiny_model_dir, sample_dir, tmp_path):
     "JupyterLab serving a folder with the widgets notebook; yields its notebook URL."
     clip = str(next((sample_dir / "test").glob("*.ogg")))
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c.format(arts=str(outputs / "arts"), out=str(outputs / "out"), clip=clip,
-                                                                             base=str(tiny_model_dir), state=str(outputs / "out" / "checkpoint-4" / "trainer_state.json")))
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c.format(artifact=outputs["artifact"], arts=str(outputs["arts"]), out=str(outputs["out"]), clip=clip,
+                                                                             base=str(tiny_model_dir), state=str(outputs["out"] / "checkpoint-4" / "trainer_state.json")))
                                          for c in CELLS])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}  # no kernel dialog
     root = tmp_path / "lab"; root.mkdir()
@@ -98,7 +91,7 @@ def check_widgets(page, lab, outputs, shots):
     # 3. the results explorer re-sorts on a click: the rows of each view, in the order the library gives
     page.wait_for_selector("table.asr-results", timeout=120_000)
     order = lambda: page.locator("table.asr-results tr.asr-row").evaluate_all("rows => rows.map(r => r.dataset.source)")
-    df = compare_predictions(read_predictions(outputs / "out" / "predictions_step_0.jsonl"), read_predictions(outputs / "out"))
+    df = compare_predictions(read_predictions(outputs["out"] / "predictions_step_0.jsonl"), read_predictions(outputs["out"]))
     assert order() == list(results_view(df, "worst").source) and len(df) == 6
     for view in ("most improved", "most degraded", "worst"):
         page.get_by_role("button", name=view, exact=True).click()

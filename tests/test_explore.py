@@ -7,26 +7,19 @@ from datetime import datetime, timezone
 import pytest
 import soundfile as sf
 
-from asr_finetuner.explore import ArtifactExplorer, ResultsExplorer, TrainingMonitor, TryIt, VIEWS
-from asr_finetuner.preprocess import preprocess
-from asr_finetuner.train import train
+from asr_finetuner.explore import ArtifactExplorer, ResultsExplorer, TryIt, VIEWS
+
+pytestmark = pytest.mark.xdist_group("widgets")  # with test_browser: the session's widget_run is built once
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory, tiny_model_dir, sample_dir):
-    "A small artifact of the sample and a short training on it, watched by the monitor."
-    d = tmp_path_factory.mktemp("explore")
-    preprocess(artifact_name="it-explore", model_id=str(tiny_model_dir), dataset_name=str(sample_dir), max_train_samples=16,
-               max_eval_samples=6, artifacts_dir=str(d / "arts"), num_proc=1, pack_seconds=4.8, timestamp_probability=1.0)
-    monitor = TrainingMonitor("tiny-it")
-    m = train(model_name="tiny-it", model_id=str(tiny_model_dir), dataset_name=str(sample_dir), artifact_name="it-explore",
-              artifacts_dir=str(d / "arts"), output_dir=str(d / "out"), max_steps=4, eval_steps=2, save_steps=4, logging_steps=1,
-              warmup_steps=0, train_batch_size=4, eval_batch_size=6, learning_rate=1e-3, generation_max_length=8, callbacks=[monitor])
-    return {"dir": d, "out": d / "out", "metrics": m, "monitor": monitor}
+@pytest.fixture
+def run(widget_run):
+    "The session's small packed artifact and 4-step training, watched by the monitor (conftest.py)."
+    return widget_run
 
 
 def test_artifact_explorer_browses_rows_with_tokens_image_and_audio(run):
-    ex = ArtifactExplorer("it-explore", str(run["dir"] / "arts"))
+    ex = ArtifactExplorer(run["artifact"], str(run["arts"]))
     assert "rows in" in ex.summary.value and 'class="asr-hist" src="data:image/png;base64,' in ex.summary.value
     assert "&lt;|startoftranscript|&gt;" in ex.detail.value and "asr-ts" in ex.detail.value  # packed with timestamps: marked tokens
     assert 'class="asr-mel" src="data:image/png' in ex.detail.value
