@@ -2,7 +2,7 @@
 has near-ties that flip greedy tokens and scores about 100% WER whatever the export does): the train job's
 export_formats, both runtimes loading their export, the float32 CTranslate2 export's greedy tokens, a broken export
 failing its check with exit 2, and evaluate and transcribe on each backend."""
-import csv, json
+import csv, dataclasses, json
 
 import numpy as np
 import pytest
@@ -13,6 +13,7 @@ from asr_finetuner.evaluate import evaluate
 from asr_finetuner.transcribe import transcribe
 from asr_finetuner import convert, runtimes
 from asr_finetuner.eval_data import artifact_audio_utterances
+from asr_finetuner.scoring import EvalMetrics
 from asr_finetuner.preprocess import preprocess
 from asr_finetuner.train import train
 from asr_finetuner.train_outputs import TrainMetrics
@@ -37,7 +38,7 @@ def trained(tmp_path_factory, tiny_model_dir_30s, sample_dir):
               artifacts_dir=str(d / "arts"), output_dir=str(out), max_steps=60, eval_steps=1000, save_steps=1000, logging_steps=30,
               warmup_steps=5, train_batch_size=4, eval_batch_size=4, learning_rate=3e-3, generation_max_length=32, freeze_encoder=True,
               export_formats="ctranslate2:float16,ggml:f16")
-    return {"out": out, "metrics": m, "arts": d / "arts", "clips": [str(sample_dir / "train" / r["file_name"]) for r in rows],
+    return {"out": out, "metrics": m, "arts": d / "arts", "manifest": manifest, "clips": [str(sample_dir / "train" / r["file_name"]) for r in rows],
             "texts": [r["transcription"] for r in rows]}
 
 
@@ -116,6 +117,41 @@ def test_evaluate_and_transcribe_run_on_each_backend(trained, tmp_path, backend,
     assert r["text"] and r["segments"] and r["segments"][0]["end"] > r["segments"][0]["start"] >= 0
     import soundfile as sf
     assert r["duration"] == pytest.approx(sf.info(trained["clips"][0]).duration, abs=0.01)
+
+
+SAME_IN_EVERY_RUNTIME = ("language", "task", "num_beams", "num_utterances", "num_empty_references", "skipped", "num_skipped",
+                         "audio_seconds", "long_form", "windows")
+
+
+@pytest.mark.parametrize("long_form", [False, True])
+def test_the_transformers_and_ctranslate2_runtimes_fill_the_same_metrics(trained, tmp_path, long_form):
+    "One evaluate loop serves every runtime: the same EvalMetrics fields are set, with the same counts, in either mode."
+    ct2 = trained["out"] / "export" / "ctranslate2-float16"
+    where = dict(dataset_name=str(trained["manifest"]), eval_split="test") if long_form else dict(artifact_name="it-four", artifacts_dir=str(trained["arts"]))
+    t, c = (evaluate(model_id=str(model), output_dir=str(tmp_path / name), generation_max_length=40, long_form=long_form, **where).to_dict()
+            for name, model in (("transformers", trained["out"]), ("ctranslate2", ct2)))
+    assert set(t) == set(c) == {f.name for f in dataclasses.fields(EvalMetrics)}
+    assert {k for k, v in t.items() if v is None} == {k for k, v in c.items() if v is None}  # no field the runtime path leaves out
+    assert set(t["data"]) == set(c["data"]) and (t["data"]["backend"], c["data"]["backend"]) == ("transformers", "ctranslate2")
+    assert {k: t[k] for k in SAME_IN_EVERY_RUNTIME} == {k: c[k] for k in SAME_IN_EVERY_RUNTIME}
+    assert t["num_utterances"] == 4 and t["long_form"] is long_form
+    if long_form:  # one 30 s window a clip, each timed by both runtimes
+        assert t["windows"] == 4 and t["timestamp_window_share"] is not None and c["timestamp_window_share"] is not None
+    else: assert t["windows"] is None and t["timestamp_window_share"] is None
+    assert c["wer"] <= t["wer"] + 0.01  # the float16 export passed its parity check: it scores what the model does
+
+
+@pytest.mark.parametrize("long_form", [False, True])
+def test_num_beams_and_the_length_cap_reach_the_ctranslate2_runtime(trained, tmp_path, monkeypatch, long_form):
+    seen, real = [], runtimes.CTranslate2Runtime._run
+    def spy(self, audio, language, task, **options):
+        seen.append(options); return real(self, audio, language, task, **options)
+    monkeypatch.setattr(runtimes.CTranslate2Runtime, "_run", spy)
+    where = dict(dataset_name=str(trained["manifest"]), eval_split="test") if long_form else dict(artifact_name="it-four", artifacts_dir=str(trained["arts"]))
+    m = evaluate(model_id=str(trained["out"] / "export" / "ctranslate2-float16"), output_dir=str(tmp_path / "eval"), num_beams=3,
+                 generation_max_length=24, long_form=long_form, **where)
+    assert m.num_beams == 3 and len(seen) == 4
+    assert {o["beam_size"] for o in seen} == {3} and {o["max_new_tokens"] for o in seen} == {24 if long_form else 20}  # 4 prompt tokens
 
 
 def test_unreadable_artifact_sources_ask_for_a_dataset(sample_dir):
