@@ -51,7 +51,7 @@ DEMO_TRAINING = dict(max_steps=1000, learning_rate=3e-3, warmup_steps=50, train_
                      eval_steps=1000, save_steps=1000, logging_steps=50, generation_max_length=40,
                      speed_perturbation=0.2, frequency_warp=0.1)
 
-DEMO_SECONDS = dict(fixed=40, per_step=0.2) # the demo's time on 2 cores: fixed, and per training step
+DEMO_SECONDS = dict(fixed=20, per_step=0.3) # the demo's time on 2 cores, measured: fixed, and per training step
 
 # %% ../nbs/33_demo.ipynb #84891b44
 def demo_training(max_steps:int|None=None, # training steps (default: `DEMO_TRAINING`'s)

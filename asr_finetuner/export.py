@@ -68,6 +68,7 @@ def score_runtime(runtime:Runtime, # the runtime
 class ExportCheckFailed(InputError):
     "The exported model scored worse than its source beyond `max_wer_increase`, or could not run."
 
+# %% ../nbs/24_export.ipynb #e4b0001f
 @dataclass
 class ExportRecord(JsonRecord):
     "The content of an export's `export.json`."
@@ -87,6 +88,7 @@ class ExportRecord(JsonRecord):
     error: str|None = None # why the check failed
     asr_finetuner_version: str = __version__ # the exporter's version
 
+# %% ../nbs/24_export.ipynb #e4b00031
 RUNTIME_PACKAGES = {"ctranslate2": ("faster-whisper", "faster_whisper"), "ggml": ("whisper.cpp (pywhispercpp)", "pywhispercpp")} # format -> (runtime, its package)
 
 def _version(package:str)->str:
@@ -125,6 +127,7 @@ def check_parity(cfg:ExportConfig, # the job's parameters
 # %% ../nbs/24_export.ipynb #e4b0001d
 def _size_mb(out:Path)->float: return round(sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2**20, 2)
 
+# %% ../nbs/24_export.ipynb #e4b00033
 def export(config:ExportConfig|None=None, # the job's parameters as an object, or give them as keyword arguments
            **params, # the parameters of `ExportConfig`: model_id, format, quantization, output_dir, dataset_name, ...
           )->ExportRecord: # what export.json holds

@@ -127,10 +127,12 @@ class TransformersRuntime(Runtime):
 def texts(self:TransformersRuntime, arrays, language, task, options=DecodingOptions()):
     return transcribe_arrays(self.model, self.processor, arrays, language, task, num_beams=options.num_beams, max_length=options.max_length)
 
+# %% ../nbs/10_runtimes.ipynb #e79289e8
 @patch
 def frame_texts(self:TransformersRuntime, frames, language, task, options=DecodingOptions()):
     return transcribe_frames(self.model, self.processor, frames, language, task, num_beams=options.num_beams, max_length=options.max_length)
 
+# %% ../nbs/10_runtimes.ipynb #e79289ea
 @patch
 def segments(self:TransformersRuntime, arrays, language, task, options=DecodingOptions()):
     return long_form_segments(self.model, self.processor, arrays, language, task, options)
@@ -164,6 +166,7 @@ def texts(self:CTranslate2Runtime, arrays, language, task, options=DecodingOptio
                   compression_ratio_threshold=None, log_prob_threshold=None, no_speech_threshold=None, max_new_tokens=options.max_length - 4)
     return [" ".join("".join(s.text for s in self._run(a, language, task, **greedy)).split()) for a in arrays]
 
+# %% ../nbs/10_runtimes.ipynb #235be0a4
 @patch
 def segments(self:CTranslate2Runtime, arrays, language, task, options=DecodingOptions()):  # noqa: F811 (@patch: a method of each runtime)
     ratio, first = options.compression_ratio_threshold, self.model.hf_tokenizer.token_to_id("<|0.00|>")
@@ -211,12 +214,14 @@ def _beams(options:DecodingOptions)->dict:
     "whisper.cpp's beam search parameters (none: greedy)."
     return {"beam_search": {"beam_size": options.num_beams, "patience": -1.0}} if options.num_beams > 1 else {"greedy": {"best_of": 1}}
 
+# %% ../nbs/10_runtimes.ipynb #02be5f18
 @patch
 def texts(self:GgmlRuntime, arrays, language, task, options=DecodingOptions()):  # noqa: F811 (@patch: a method of each runtime)
     greedy = dict(no_context=True, no_timestamps=True, single_segment=True, temperature=0.0, temperature_inc=0.0,
                   suppress_blank=True, max_tokens=options.max_length - 4, **_beams(options))
     return [" ".join("".join(s.text for s in self._run(a, language, task, **greedy)).split()) for a in arrays]
 
+# %% ../nbs/10_runtimes.ipynb #02be5f1a
 @patch
 def segments(self:GgmlRuntime, arrays, language, task, options=DecodingOptions()):  # noqa: F811 (@patch: a method of each runtime)
     temps, ratio = list(options.temperature), options.compression_ratio_threshold

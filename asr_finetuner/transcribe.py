@@ -67,6 +67,7 @@ def deliver(result:dict, # one file's transcript {path, text, duration, segments
         write_output(format_transcripts([result], cfg.output_format), Path(cfg.output_dir) / f"{Path(result['path']).stem}.{cfg.output_format}", "output_dir")
     elif cfg.output_format == "text" and cfg.output_file is None: print(format_transcripts([result]), end="", flush=True)
 
+# %% ../nbs/23_transcribe.ipynb #d1a7a5f3
 def finish(results:list, # every file's transcript
            cfg:TranscribeConfig, # the job's parameters
           ):
@@ -86,6 +87,7 @@ def check_audio_paths(paths:list, # the audio parameter
         hint = " Separate several files with spaces (or repeat --audio), not commas." if any("," in p for p in missing) else ""
         raise InputError(f"Audio file(s) not found: {', '.join(missing)}. Check the path(s).{hint}")
 
+# %% ../nbs/23_transcribe.ipynb #526f95a3
 def load_batch(paths:list, # audio files
                sampling_rate:int, # the runtime's rate
                failed:dict, # path -> why it could not be decoded; updated
@@ -97,6 +99,7 @@ def load_batch(paths:list, # audio files
         except AudioError as e: failed[path] = str(e); print(f"asr-finetuner transcribe: skipped {path} ({e})", file=sys.stderr)
     return loaded
 
+# %% ../nbs/23_transcribe.ipynb #526f95a4
 def decode_failure(failed:dict, # path -> why
                    total:int, # files asked for
                    done:int, # files transcribed

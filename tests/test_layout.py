@@ -125,3 +125,28 @@ def test_the_rule_checker_finds_each_kind_of_breach(tmp_path):
                                              ({"a": {"b"}, "b": {"c"}, "c": {"a"}}, [["a", "b", "c", "a"]])])
 def test_cycles(graph, expected):
     assert cycles(graph) == expected
+
+
+def notebook_modules(nbs:Path)->dict:
+    "notebook name -> the module it exports (its `#| default_exp`)."
+    import json
+    out = {}
+    for path in sorted(nbs.glob("[0-9][0-9]_*.ipynb")):
+        first = "".join(json.loads(path.read_text())["cells"][0]["source"])
+        out[path.stem] = first.split("default_exp")[1].split()[0] if "default_exp" in first else None
+    return out
+
+
+def listed_notebooks(text:str)->dict:
+    "notebook name -> module, from the rows of a notebook table (`| `NN_name` | `module` | ... |`)."
+    import re
+    return dict(re.findall(r"^#? ?\| `(\d\d_\w+)` \| `(\w+)` \|", text, re.M))
+
+
+def test_the_readme_and_the_index_list_every_notebook_and_its_module():
+    root = PACKAGE.parent
+    expected = notebook_modules(root / "nbs")
+    assert len(expected) > 25 and expected["13_scoring"] == "scoring"
+    assert listed_notebooks((root / "README.md").read_text(encoding="utf-8")) == expected
+    index = "\n".join("".join(c["source"]) for c in __import__("json").loads((root / "nbs" / "index.ipynb").read_text())["cells"])
+    assert listed_notebooks(index) == expected

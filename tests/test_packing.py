@@ -10,7 +10,8 @@ import srt
 import torch
 import webvtt
 
-from asr_finetuner import evaluate as ev
+from asr_finetuner.evaluate import evaluate
+from asr_finetuner.transcribe import format_transcripts, transcribe
 from asr_finetuner.audio import load_audio, pad_to_window
 from asr_finetuner.config import InputError
 from asr_finetuner.packing import HOP, TIME_PRECISION, clip_starts, label_segments
@@ -170,7 +171,7 @@ def test_a_model_trained_on_timestamped_windows_segments_a_long_recording(timest
         parts += [load_audio(c), pause]; said.append(sample_rows[Path(c).name][1])
     long, duration = tmp_path / "long.wav", round(sum(map(len, parts)) / 16_000, 3)
     sf.write(long, np.concatenate(parts), 16_000)
-    res = ev.transcribe(model_id=str(model_dir), audio=str(long), output_format="json", output_file=str(tmp_path / "t.json"),
+    res = transcribe(model_id=str(model_dir), audio=str(long), output_format="json", output_file=str(tmp_path / "t.json"),
                         generation_max_length=32, temperature=0)
     assert json.loads((tmp_path / "t.json").read_text()) == res and res[0]["duration"] == duration
     segments = res[0]["segments"]
@@ -178,11 +179,11 @@ def test_a_model_trained_on_timestamped_windows_segments_a_long_recording(timest
     assert all(a["end"] <= b["start"] for a, b in zip(segments, segments[1:]))  # in order, not overlapping
     assert len(segments) >= 36  # more than one segment per 5 s window on average: it segments, window by window
     assert np.mean([s["text"] in said for s in segments]) >= 0.8  # what it learned: the clips' own transcripts
-    assert len(list(srt.parse(ev.format_transcripts(res, "srt")))) == len(segments)
-    assert len(webvtt.from_buffer(io.StringIO(ev.format_transcripts(res, "vtt"))).captions) == len(segments)
+    assert len(list(srt.parse(format_transcripts(res, "srt")))) == len(segments)
+    assert len(webvtt.from_buffer(io.StringIO(format_transcripts(res, "vtt"))).captions) == len(segments)
     with open(tmp_path / "long.csv", "w", newline="", encoding="utf-8") as f:
         csv.writer(f).writerows([("audio", "text", "split"), (long, " ".join(said), "test")])
-    m = ev.evaluate(model_id=str(model_dir), dataset_name=str(tmp_path / "long.csv"), eval_split="test", long_form=True,
+    m = evaluate(model_id=str(model_dir), dataset_name=str(tmp_path / "long.csv"), eval_split="test", long_form=True,
                     output_dir=str(tmp_path / "eval"), generation_max_length=32)
     print(f"{len(segments)} segments, {np.mean([s['text'] in said for s in segments]):.2f} of them a clip's transcript; "
           f"{m.windows} windows, timestamps in {m.timestamp_window_share:.2f}; long-form WER {m.wer:.3f}")
