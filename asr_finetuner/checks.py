@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from transformers import TrainerCallback
 
-from .audio import pad_to_window
+from .audio import SAMPLING_RATE, pad_to_window
 from .decoding import transcribe_arrays, transcribe_frames, window_frames
 from .noise import pink_noise, white_noise
 from .text import normalize_text
@@ -23,7 +23,7 @@ __all__ = ['NOISE_LEVELS_DBFS', 'FRAMES_PER_SECOND', 'non_speech_clips', 'halluc
 NOISE_LEVELS_DBFS = (-60, -40) # RMS levels of the noise clips
 
 def non_speech_clips(seconds:float=5.0, # length of each clip (at most the model's window)
-                     sampling_rate:int=16_000, # the model's rate
+                     sampling_rate:int=SAMPLING_RATE, # the model's rate
                      seed:int=0, # seed of the noise
                     )->dict: # name -> float32 samples
     "Clips without speech: digital silence, white and pink noise at each of `NOISE_LEVELS_DBFS`."

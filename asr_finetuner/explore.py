@@ -15,7 +15,7 @@ import ipywidgets as widgets
 from transformers import TrainerCallback
 
 from .artifacts import load_artifact
-from .audio import AudioError, load_audio
+from .audio import SAMPLING_RATE, AudioError, load_audio
 from .config import DecodingOptions, InputError, language_name
 from .whisper import load_processor
 from .reports import splits_table
@@ -50,7 +50,7 @@ def svg_of(fig, # a matplotlib figure (closed afterwards)
     return text[text.index("<svg"):]
 
 def wav_bytes(samples:np.ndarray, # mono float32 samples
-              rate:int=16_000, # their rate
+              rate:int=SAMPLING_RATE, # their rate
              )->bytes: # a WAV file
     "Samples as WAV bytes, for an audio player."
     buf = io.BytesIO(); sf.write(buf, samples, rate, format="WAV", subtype="PCM_16")
@@ -69,7 +69,7 @@ def audio_player(source:str, # a clip's path, or a packed window's ("a.wav + b.w
     "An audio player of the clip (a packed window's clips joined), or a note saying it cannot be read."
     try:
         parts = [load_audio(p) for p in str(source).split(" + ")] if isinstance(source, str) else [load_audio(source)]
-        gap = np.zeros(int(pause_seconds * 16_000), np.float32)
+        gap = np.zeros(int(pause_seconds * SAMPLING_RATE), np.float32)
         joined = np.concatenate([x for p in parts for x in (p, gap)][:-1])
         return widgets.Audio(value=wav_bytes(joined), format="wav", autoplay=False, loop=False)
     except (AudioError, OSError, TypeError): return widgets.HTML(f"<i>audio not at hand: {html.escape(str(source))}</i>")

@@ -15,6 +15,7 @@ import pandas as pd
 from . import __version__
 from .config import DecodingOptions, ExportConfig, InputError, TrainConfig, language_code_of, language_name, make_config
 from .artifacts import JsonRecord
+from .audio import SAMPLING_RATE
 from .text import asr_metrics
 from .whisper import load_model
 from .runtimes import Runtime, TransformersRuntime, export_info, model_folder, open_runtime, require
@@ -30,7 +31,7 @@ __all__ = ['RUNTIME_PACKAGES', 'CARD_HEADING', 'parity_clips', 'score_runtime', 
 # %% ../nbs/24_export.ipynb #e4b00019
 def parity_clips(cfg:ExportConfig, # the job's parameters: dataset_name or artifact_name
                  window_seconds:float, # the model's window: longer clips are left out
-                 sampling_rate:int=16_000, # the runtimes' rate
+                 sampling_rate:int=SAMPLING_RATE, # the runtimes' rate
                 )->tuple: # (clips, references, description of the data)
     "The clips the parity check transcribes, with their transcripts."
     skipped, data = Counter(), cfg.eval_data()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .audio import AudioError, load_audio
+from .audio import SAMPLING_RATE, AudioError, load_audio
 from .scoring import read_predictions
 
 # %% auto #0
@@ -76,5 +76,5 @@ def show_worst(folder:str|Path, # a train or evaluate output folder
     for _, r in worst_predictions(folder, n).iterrows():
         display(Markdown(f"**WER {100 * r['wer']:.0f}%** `{Path(str(r['source'])).name}`  \n"
                          f"reference: {r['reference']}  \nprediction: {r['prediction']}"))
-        try: display(Audio(load_audio(r["source"]), rate=16_000))
+        try: display(Audio(load_audio(r["source"]), rate=SAMPLING_RATE))
         except AudioError: pass
