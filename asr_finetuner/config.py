@@ -62,6 +62,7 @@ def language_name(language:str, # a Whisper language name or code, any case: "It
                          "Use a language name (e.g. Italian) or code (e.g. it).")
     return key.title()
 
+# %% ../nbs/00_config.ipynb #69ce79be
 def language_code_of(language:str, # a Whisper language name or code
                     )->str: # Whisper's code for it, e.g. "it"
     "Whisper's language code for `language`."
@@ -230,6 +231,8 @@ def export_targets(values:list, # FORMAT or FORMAT:QUANTIZATION items, e.g. ["ct
                              "; ".join(f"{f} and one of {', '.join(qs)}" for f, qs in EXPORT_QUANTIZATIONS.items()) + ".")
         out.append((fmt, q))
     return out
+
+# %% ../nbs/00_config.ipynb #8134101f
 NOISE_TYPES = ("white", "pink", "babble")
 
 def _float_list(cfg, name:str, hint:str)->list:
@@ -247,6 +250,7 @@ def _check_noise(cfg):
     if cfg.noise_dir and not cfg.noise_snr:
         raise InputError("noise_dir is given but noise_snr is empty: give the range of signal-to-noise ratios too (e.g. noise_snr=5,20).")
 
+# %% ../nbs/00_config.ipynb #81341021
 BEST_METRICS = ("wer", "wer_normalized", "cer", "repetition_rate") # eval metrics best_metric can name: lower is better
 
 def _names(values:list)->list:
@@ -265,6 +269,7 @@ def _check_eval_sets(cfg):
         raise InputError(f"Parameter best_metric={cfg.best_metric!r} must be last, one of {', '.join(BEST_METRICS)} (the "
                          f"training artifact's eval split), or SET:METRIC with SET one of eval_sets ({','.join(cfg.eval_sets) or 'none given'}).")
 
+# %% ../nbs/00_config.ipynb #81341023
 def _check_mix(cfg)->dict:
     "mix_artifacts: NAME:SHARE items, shares above 0 summing below 1, names distinct and not artifact_name; returns {name: share}."
     cfg.mix_artifacts = _names(cfg.mix_artifacts)
@@ -280,12 +285,14 @@ def _check_mix(cfg)->dict:
                          f"artifact_name, with shares summing below 1 (artifact_name supplies the rest).")
     return shares
 
+# %% ../nbs/00_config.ipynb #81341025
 def _check_spec_augment(cfg):
     for n in ("mask_time_prob", "mask_feature_prob"):
         if not 0 <= getattr(cfg, n) <= 1: raise InputError(f"Parameter {n}={getattr(cfg, n)} must be between 0 and 1 (e.g. 0.05).")
     _check_positive(cfg, ["mask_time_length", "mask_feature_length"])
     _check_positive(cfg, ["mask_time_min_masks", "mask_feature_min_masks"], allow_zero=True)
 
+# %% ../nbs/00_config.ipynb #81341027
 @dataclass
 class TrainConfig(JobConfig):
     "Parameters of the train job: artifact and base model in, fine-tuned model folder out."
@@ -608,6 +615,7 @@ def read_config_file(path:str|Path, # a .yaml, .yml or .json file holding one fl
     if not isinstance(data, dict): raise InputError(f"Config file {path} must hold a mapping of parameter names to values.")
     return data
 
+# %% ../nbs/00_config.ipynb #2c15730e
 def make_config(cls:type, # the parameter set: a `JobConfig` subclass such as `TrainConfig`
                 config_file:str|Path|None=None, # optional YAML/JSON file of parameters
                 **overrides, # parameters given explicitly; these win over the file
@@ -625,6 +633,7 @@ def make_config(cls:type, # the parameter set: a `JobConfig` subclass such as `T
     if missing: raise InputError(f"Missing required parameter(s): {', '.join(missing)}. Give them as arguments, flags or in the config file.")
     return cls(**values)
 
+# %% ../nbs/00_config.ipynb #2c157310
 def save_config(cfg:JobConfig, # the parameters to save
                 path:str|Path, # a .json or .yaml file to write
                )->Path:
