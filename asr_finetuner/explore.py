@@ -39,6 +39,7 @@ def png_data_url(fig, # a matplotlib figure (closed afterwards)
     buf = io.BytesIO(); fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight"); plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
+# %% ../nbs/32_explore.ipynb #e5c00021
 def svg_of(fig, # a matplotlib figure (closed afterwards)
           )->str: # the figure as inline SVG markup
     "A figure as SVG, whose points are elements a browser (and a test) can see."
@@ -49,6 +50,7 @@ def svg_of(fig, # a matplotlib figure (closed afterwards)
     text = buf.getvalue()
     return text[text.index("<svg"):]
 
+# %% ../nbs/32_explore.ipynb #e5c00023
 def wav_bytes(samples:np.ndarray, # mono float32 samples
               rate:int=SAMPLING_RATE, # their rate
              )->bytes: # a WAV file
@@ -56,6 +58,7 @@ def wav_bytes(samples:np.ndarray, # mono float32 samples
     buf = io.BytesIO(); sf.write(buf, samples, rate, format="WAV", subtype="PCM_16")
     return buf.getvalue()
 
+# %% ../nbs/32_explore.ipynb #e5c00025
 class StaticView(widgets.VBox):
     "A box of widgets whose display data also holds a static HTML snapshot, shown where no kernel runs."
     def static_html(self)->str: return ""
@@ -63,6 +66,7 @@ class StaticView(widgets.VBox):
         bundle = super()._repr_mimebundle_(**kwargs)
         return {**bundle, "text/html": self.static_html()}
 
+# %% ../nbs/32_explore.ipynb #e5c00027
 def audio_player(source:str, # a clip's path, or a packed window's ("a.wav + b.wav"), or anything `load_audio` reads
                 pause_seconds:float=0.5, # silence put between the clips of a packed window
                 )->widgets.Widget:
@@ -96,6 +100,7 @@ def word_diff(reference:str, # the reference transcript
     chunks = jiwer.process_words(ref, hyp).alignments[0]
     return [(c.type, " ".join(r[c.ref_start_idx:c.ref_end_idx]), " ".join(h[c.hyp_start_idx:c.hyp_end_idx])) for c in chunks]
 
+# %% ../nbs/32_explore.ipynb #e5c0002a
 DIFF_STYLE = {"substitute": "background:#fde2a7", "insert": "background:#c8f0c8", "delete": "background:#f7c5c5;text-decoration:line-through"}
 
 def diff_html(ops:list, # from `word_diff`
@@ -145,6 +150,7 @@ def _pct(value:float, spec:str=".0f%")->str:
     "A fraction as a percentage for the table; '-' where there is none (an empty reference has no WER)."
     return "-" if pd.isna(value) else format(100 * value, spec.rstrip("%")) + ("%" if spec.endswith("%") else "")
 
+# %% ../nbs/32_explore.ipynb #e5c0002c
 def results_html(df:pd.DataFrame, # rows of `compare_predictions`, in the order to show
                  labels:tuple=("before", "after"), # names of the two runs
                  limit:int=20, # most rows shown
@@ -160,6 +166,7 @@ def results_html(df:pd.DataFrame, # rows of `compare_predictions`, in the order 
         for i, r in enumerate(df.head(limit).itertuples(), 1))
     return f'<table class="asr-results" data-view="{html.escape(view)}">{head}{body}</table>' + ("" if len(df) else "<p><i>no utterance in this view</i></p>")
 
+# %% ../nbs/32_explore.ipynb #e5c0002e
 class ResultsExplorer(StaticView):
     "Two runs' predictions on the same utterances, ordered and filtered by the buttons, with word diffs and an audio player."
     def __init__(self, before:str|Path, # predictions of the first run: a .jsonl file or a folder
@@ -239,6 +246,7 @@ def token_html(ids:list, # label or prompt token ids
         out.append(f'<span class="asr-token {kind}" style="border:1px solid #ccc;margin:1px;padding:0 2px{";background:#e8eefc" if kind else ""}">{html.escape(piece)}</span>')
     return "".join(out)
 
+# %% ../nbs/32_explore.ipynb #e5c00030
 def duration_histogram(manifest, dd)->str:
     "A data URL of the duration histogram of each split."
     import matplotlib; matplotlib.use("Agg")
@@ -248,6 +256,7 @@ def duration_histogram(manifest, dd)->str:
     ax.set(xlabel="seconds", ylabel="rows", title=f"{manifest.artifact_name}: durations"); ax.legend()
     return png_data_url(fig)
 
+# %% ../nbs/32_explore.ipynb #e5c00032
 def mel_image(frames:np.ndarray)->str:
     "A data URL of a clip's log-mel frames."
     import matplotlib; matplotlib.use("Agg")
@@ -256,6 +265,7 @@ def mel_image(frames:np.ndarray)->str:
     ax.imshow(np.asarray(frames, np.float32).T, origin="lower", aspect="auto"); ax.set(xlabel="frame (10 ms)", ylabel="mel bin")
     return png_data_url(fig)
 
+# %% ../nbs/32_explore.ipynb #e5c00034
 class ArtifactExplorer(StaticView):
     "An artifact's splits, drop reasons and durations, and a browser of its rows (transcript, tokens, log-mel image, audio)."
     def __init__(self, artifact_name:str, # the artifact
@@ -296,6 +306,7 @@ def segments_html(result:dict, # a transcript: {text, duration, segments: [{star
     rows = "".join(f"<tr><td>{s['start']:.2f}-{s['end']:.2f} s</td><td>{html.escape(s['text'])}</td></tr>" for s in result["segments"])
     return f'<table class="asr-segments">{rows}</table>' if rows else f"<p>{html.escape(result['text']) or '<i>(no text)</i>'}</p>"
 
+# %% ../nbs/32_explore.ipynb #e5c00036
 class TryIt(StaticView):
     "Transcribe an uploaded file, or a clip of the eval split, with two models side by side."
     def __init__(self, models:dict, # name -> model folder, export or Hub id, e.g. {"fine-tuned": ..., "base": ...}
