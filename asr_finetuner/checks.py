@@ -64,6 +64,7 @@ def quiet_runs(frames:np.ndarray, # a clip's stored frames, (frames, n_mels)
     edges = np.flatnonzero(np.diff(quiet.astype(np.int8)))
     return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2]) if b - a >= min_frames]
 
+# %% ../nbs/14_checks.ipynb #c4ec0b1e
 def pause_clips(frames:list, # stored frames of clips with speech, (frames, n_mels) each
                 min_seconds:float=0.5, # shortest pause kept, margins excluded
                 below_db:float=25.0, # how far under a clip's loud frames a pause is
@@ -92,6 +93,7 @@ def detected_languages(model, # a Whisper model
         codes += [id_to_code[int(i)] for i in ids]
     return codes
 
+# %% ../nbs/14_checks.ipynb #c4ec0b0f2
 def language_accuracy(model, # a Whisper model
                       frames:list, # stored log-mel frames of clips in `language`
                       language:str, # the clips' language (name or code)
@@ -139,6 +141,7 @@ class GuardrailChecks(TrainerCallback):
 
     def on_train_end(self, args, state, control, model=None, **kwargs): self._record(state, model)
 
+# %% ../nbs/14_checks.ipynb #c4ec0b13
 def _check_entry(h:dict)->dict:
     "One recorded check, the `checks_` prefix removed and each further set's figures under `sets`."
     out, sets = {"step": h["step"]}, {}
