@@ -78,6 +78,7 @@ class EvalSet:
         return {"language": self.language, "task": self.task, "fingerprint": self.fingerprint,
                 "utterances": len(self.rows), "filtered_long_labels": self.filtered, "dataset": self.dataset, "split": self.split}
 
+# %% ../nbs/15_sets.ipynb #5e7a001d
 def open_fitting_artifact(name:str, # the artifact's name
                           cfg:TrainConfig, # the train job's parameters
                           model_config, # the model's `WhisperConfig`
@@ -88,6 +89,7 @@ def open_fitting_artifact(name:str, # the artifact's name
     check_fits_model(manifest, cfg.model_id, model_config, tokenizer, cfg.max_sequence_length)
     return dd, manifest
 
+# %% ../nbs/15_sets.ipynb #5e7a0020
 def load_eval_sets(cfg:TrainConfig, # the train job's parameters (eval_sets)
                    model_config, # the model's `WhisperConfig`
                    tokenizer, # the model's tokenizer
@@ -227,6 +229,7 @@ class MixSource:
     rows: int # its usable training rows
     filtered: int = 0 # rows dropped for their label length
 
+# %% ../nbs/15_sets.ipynb #5e7a0023
 def load_mix_sources(cfg:TrainConfig, # the train job's parameters (mix_artifacts)
                      model_config, # the model's `WhisperConfig`
                      tokenizer, # the model's tokenizer
