@@ -71,6 +71,7 @@ def quantize_q8_0(x:np.ndarray, # weights, a multiple of 32 of them, rows contig
     out["d"], out["qs"] = d, q
     return out.tobytes()
 
+# %% ../nbs/11_convert.ipynb #e4b00014
 def quantize_q5_0(x:np.ndarray, # weights, a multiple of 32 of them, rows contiguous
                  )->bytes:
     "ggml's q5_0 blocks: a float16 scale (the largest-magnitude weight / -16), 32 high bits, 32 low nibbles."
@@ -84,6 +85,7 @@ def quantize_q5_0(x:np.ndarray, # weights, a multiple of 32 of them, rows contig
     out["qh"] = ((xi.astype(np.uint32) >> 4) << np.arange(QK, dtype=np.uint32)).sum(axis=1)
     return out.tobytes()
 
+# %% ../nbs/11_convert.ipynb #e4b00016
 def dequantize(data:bytes, # blocks from `quantize_q8_0` or `quantize_q5_0`
                kind:str, # q8_0 or q5_0
               )->np.ndarray: # float32 weights, flat
@@ -125,6 +127,7 @@ def _write_tensor(f, name:str, data:np.ndarray, kind:str):
     if kind in ("f32", "f16"): f.write(data.astype(np.float32 if kind == "f32" else np.float16).tobytes())
     else: f.write((quantize_q8_0 if kind == "q8_0" else quantize_q5_0)(data))
 
+# %% ../nbs/11_convert.ipynb #e4b00018
 def tensor_kind(name:str, # OpenAI's name of the tensor
                 data:np.ndarray, # its data, as written
                 quantization:str, # the file's: f32, f16, q8_0 or q5_0
@@ -135,6 +138,7 @@ def tensor_kind(name:str, # OpenAI's name of the tensor
     if data.shape[-1] % QK: raise InputError(f"Tensor {name} has rows of {data.shape[-1]} weights, not a multiple of {QK}: use quantization f16.")
     return quantization
 
+# %% ../nbs/11_convert.ipynb #e4b0001a
 def export_ggml(model_dir:Path, # a transformers Whisper folder
                 path:Path, # the file to write
                 quantization:str="f16", # f32, f16, q8_0 or q5_0
