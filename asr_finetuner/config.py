@@ -12,11 +12,11 @@ from typing import Any, Optional, Union
 import yaml
 
 # %% auto #0
-__all__ = ['TASKS', 'LANGUAGES', 'TO_LANGUAGE_CODE', 'REQUIRED', 'MAX_LABEL_TOKENS', 'PRECISIONS', 'BACKENDS',
-           'EXPORT_QUANTIZATIONS', 'NOISE_TYPES', 'BEST_METRICS', 'OUTPUT_FORMATS', 'SUBTITLE_FORMATS', 'InputError',
-           'language_name', 'language_code_of', 'param', 'coerce', 'JobConfig', 'PreprocessConfig', 'export_targets',
-           'TrainConfig', 'DecodingOptions', 'EvalData', 'EvaluateConfig', 'TranscribeConfig', 'ExportConfig',
-           'read_config_file', 'make_config', 'save_config']
+__all__ = ['TASKS', 'LANGUAGES', 'TO_LANGUAGE_CODE', 'REQUIRED', 'MAX_LABEL_TOKENS', 'PRECISIONS', 'OPTIMIZERS', 'ATTENTION',
+           'BACKENDS', 'EXPORT_QUANTIZATIONS', 'NOISE_TYPES', 'BEST_METRICS', 'OUTPUT_FORMATS', 'SUBTITLE_FORMATS',
+           'InputError', 'language_name', 'language_code_of', 'param', 'coerce', 'JobConfig', 'PreprocessConfig',
+           'export_targets', 'TrainConfig', 'DecodingOptions', 'EvalData', 'EvaluateConfig', 'TranscribeConfig',
+           'ExportConfig', 'read_config_file', 'make_config', 'save_config']
 
 # %% ../nbs/00_config.ipynb #f8dcbd1e
 class InputError(ValueError):
@@ -215,6 +215,8 @@ class PreprocessConfig(JobConfig):
 
 # %% ../nbs/00_config.ipynb #8134101c
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+OPTIMIZERS = ("adamw_torch_fused", "adamw_torch", "adafactor", "adamw_8bit", "paged_adamw_8bit") # transformers' names; the first is its default
+ATTENTION = ("sdpa", "eager", "flash_attention_2") # attention implementations, transformers' names
 BACKENDS = ("transformers", "ctranslate2", "ggml") # what runs a model: transformers, or an exported model's runtime
 EXPORT_QUANTIZATIONS = {"ctranslate2": ("int8", "float32", "float16", "int8_float16", "int8_float32"), # the first: the default
                         "ggml": ("f16", "f32", "q8_0", "q5_0")}
@@ -352,6 +354,15 @@ class TrainConfig(JobConfig):
                                           "(e.g. ctranslate2:int8,ggml:f16), into export/FORMAT-QUANTIZATION; empty: none")
     lora: bool = param(False, "train LoRA adapters (needs the lora extra: peft), merged before saving")
     lora_rank: int = param(32, "LoRA rank")
+    lora_alpha: Optional[int] = param(None, "LoRA scaling alpha (default: twice lora_rank)")
+    lora_dropout: float = param(0.05, "dropout on the LoRA adapters' input")
+    lora_target_modules: list[str] = param(("q_proj", "v_proj"), "the layers that get LoRA adapters, by name (e.g. q_proj,k_proj,v_proj,out_proj,fc1,fc2)")
+    optim: str = param("adamw_torch_fused", "optimizer, by transformers' name: adamw_torch_fused, adamw_torch, adafactor (least memory "
+                                            "without extra packages), adamw_8bit or paged_adamw_8bit (bitsandbytes; paged: CUDA only)", OPTIMIZERS)
+    attn_implementation: str = param("sdpa", "attention: sdpa (PyTorch's fused attention), eager, or flash_attention_2 (GPU, flash-attn installed)", ATTENTION)
+    torch_compile: bool = param(False, "compile the model with torch.compile (inductor): slower start, faster steps on GPUs")
+    dataloader_num_workers: Optional[int] = param(None, "processes that collate and augment training batches (default: 0 on CPU, "
+                                                        "up to 4 on a GPU, with pinned memory)")
     num_beams: int = param(1, "beams for evaluation decoding")
     generation_max_length: int = param(225, "longest generated transcript in evaluation, in tokens")
     wandb: bool = param(False, "log to Weights & Biases (key from WANDB_API_KEY or `wandb login`; WANDB_MODE offline works)")
@@ -378,6 +389,12 @@ class TrainConfig(JobConfig):
         # list parameters are parsed here, once: the parsed forms are attributes beside the fields (not saved, not parameters)
         self.mix_shares = _check_mix(self)  # {artifact name: share of training rows}
         self.export_targets = tuple(export_targets(_names(self.export_formats)))  # ((format, quantization), ...)
+        self.lora_target_modules = _names(self.lora_target_modules)
+        if self.lora and not self.lora_target_modules: raise InputError("Parameter lora_target_modules is empty: name the layers to adapt (e.g. q_proj,v_proj).")
+        _check_positive(self, ["lora_alpha"] if self.lora_alpha is not None else [])
+        if not 0 <= self.lora_dropout < 1: raise InputError(f"Parameter lora_dropout={self.lora_dropout} must be at least 0 and below 1 (e.g. 0.05).")
+        if self.dataloader_num_workers is not None and self.dataloader_num_workers < 0:
+            raise InputError(f"Parameter dataloader_num_workers={self.dataloader_num_workers} must be 0 or more (0: batches made in the training process).")
         self.export_formats = [f"{f}:{q}" for f, q in self.export_targets]
 
     @property

@@ -4,7 +4,7 @@
 
 # %% ../nbs/21_train.ipynb #ccfe567d
 from __future__ import annotations
-import dataclasses, fcntl, os, resource, time, warnings
+import dataclasses, fcntl, importlib.util, os, resource, time, warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -30,9 +30,10 @@ from .export import export_after_training
 
 # %% auto #0
 __all__ = ['SPEC_AUGMENT', 'LANGUAGE_CHECK_CLIPS', 'check_artifact_fits', 'WhisperCollator', 'make_compute_metrics',
-           'resolve_precision', 'training_arguments', 'FinalStepCallback', 'WandbArtifactCallback', 'prepare_model',
-           'add_lora', 'merged', 'OutputLock', 'load_training_data', 'mixed_training_rows', 'training_callbacks',
-           'make_trainer', 'TrainingRun', 'train', 'run_metrics', 'save_outputs']
+           'resolve_precision', 'training_arguments', 'check_training_options', 'FinalStepCallback',
+           'WandbArtifactCallback', 'prepare_model', 'add_lora', 'merged', 'OutputLock', 'load_training_data',
+           'mixed_training_rows', 'training_callbacks', 'make_trainer', 'TrainingRun', 'train', 'run_metrics',
+           'save_outputs']
 
 # %% ../nbs/21_train.ipynb #aeb4d99a
 def check_artifact_fits(manifest:Manifest, # the artifact's manifest
@@ -131,9 +132,26 @@ def training_arguments(cfg:TrainConfig, # the train job's parameters
         predict_with_generate=True, generation_max_length=cfg.generation_max_length, generation_num_beams=cfg.num_beams,
         seed=cfg.seed, data_seed=cfg.seed, remove_unused_columns=False, label_names=["labels"],
         report_to=["wandb"] if cfg.wandb else "none", run_name=cfg.model_name,
-        dataloader_num_workers=0 if not torch.cuda.is_available() else min(4, os.cpu_count() or 1),
+        optim=cfg.optim, torch_compile=cfg.torch_compile, dataloader_pin_memory=torch.cuda.is_available(),
+        dataloader_num_workers=cfg.dataloader_num_workers if cfg.dataloader_num_workers is not None
+                               else 0 if not torch.cuda.is_available() else min(4, os.cpu_count() or 1),
         use_cpu=not torch.cuda.is_available(),  # without it, torchrun on CPU runs N independent trainings, not DDP
         disable_tqdm=False, save_only_model=False, push_to_hub=False)
+
+# %% ../nbs/21_train.ipynb #3a0b1721
+def check_training_options(cfg:TrainConfig, # the train job's parameters
+                           cuda:bool|None=None, # whether a CUDA GPU is here (None: ask torch)
+                          ):
+    "Raise `InputError` when an option needs a package or a device this machine lacks."
+    cuda = torch.cuda.is_available() if cuda is None else cuda
+    if cfg.optim in ("adamw_8bit", "paged_adamw_8bit") and importlib.util.find_spec("bitsandbytes") is None:
+        raise InputError(f"optim={cfg.optim} needs bitsandbytes: pip install bitsandbytes, or choose optim=adafactor (no extra package).")
+    if cfg.optim == "paged_adamw_8bit" and not cuda:
+        raise InputError("optim=paged_adamw_8bit pages optimizer states between GPU and CPU memory: it needs a CUDA GPU. "
+                         "Here, choose adafactor or adamw_8bit.")
+    if cfg.attn_implementation == "flash_attention_2" and (not cuda or importlib.util.find_spec("flash_attn") is None):
+        raise InputError("attn_implementation=flash_attention_2 needs a CUDA GPU and the flash-attn package (pip install flash-attn); "
+                         "sdpa, the default, runs everywhere.")
 
 # %% ../nbs/21_train.ipynb #3a0b171c
 class FinalStepCallback(TrainerCallback):
@@ -164,22 +182,25 @@ SPEC_AUGMENT = ("apply_spec_augment", "mask_time_prob", "mask_time_length", "mas
 def prepare_model(cfg:TrainConfig, # the train job's parameters
                  ):
     "Load the base model with language and task set, SpecAugment as asked, and the memory savers asked for."
-    model = load_model(cfg.model_id)
+    model = load_model(cfg.model_id, attn_implementation=cfg.attn_implementation)
     set_language_and_task(model.generation_config, cfg.language, cfg.task)
     for name in SPEC_AUGMENT: setattr(model.config, name, getattr(cfg, name))
     if cfg.gradient_checkpointing: model.config.use_cache = False
     if cfg.freeze_encoder: model.freeze_encoder()
-    if cfg.lora: model = add_lora(model, cfg.lora_rank)
+    if cfg.lora: model = add_lora(model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
     return model
 
 # %% ../nbs/21_train.ipynb #89d0a614
 def add_lora(model, # a Whisper model
              rank:int=32, # the adapters' rank
+             alpha:int|None=None, # their scaling alpha (None: twice the rank)
+             dropout:float=0.05, # dropout on their input
+             target_modules:list=("q_proj", "v_proj"), # the layers adapted, by name
             ):
-    "Wrap `model` with LoRA adapters on the attention projections (needs `peft`)."
+    "Wrap `model` with LoRA adapters on `target_modules` (needs `peft`)."
     try: from peft import LoraConfig, get_peft_model
     except ImportError: raise InputError("lora=True needs peft: pip install 'asr-finetuner[lora]'.") from None
-    return get_peft_model(model, LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.05, target_modules=["q_proj", "v_proj"]))
+    return get_peft_model(model, LoraConfig(r=rank, lora_alpha=alpha or 2 * rank, lora_dropout=dropout, target_modules=list(target_modules)))
 
 # %% ../nbs/21_train.ipynb #89d0a616
 def merged(model, # a model, with or without LoRA adapters
@@ -309,6 +330,7 @@ def train(config:TrainConfig|None=None, # the job's parameters as an object, or 
 # %% ../nbs/21_train.ipynb #4f58a5fc
 def _train(cfg:TrainConfig, out:Path, callbacks:list)->TrainMetrics|None:
     "The job, once the output folder is locked: `None` in every process but the first of a distributed run."
+    check_training_options(cfg)
     dd, manifest = load_artifact(cfg.artifact_name, cfg.artifacts_dir)
     processor = load_processor(cfg.model_id)
     model = prepare_model(cfg)

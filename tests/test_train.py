@@ -374,3 +374,45 @@ def test_mixed_training_draws_its_shares_and_resumes_exactly(tmp_path, tiny_mode
     train(**stopped, callbacks=[StopAt3()])
     train(**stopped)
     assert len(straight) == 6 and seen == straight
+
+
+def test_loader_workers_feed_the_batches_one_process_makes(tmp_path, tiny_model_dir, sample_dir, arts, sample_artifact, monkeypatch):
+    "dataloader_num_workers=2 on CPU: augmented batches drawn in worker processes are the ones the training process draws itself."
+    p = params(tiny_model_dir, sample_dir, arts, tmp_path / "inline", max_steps=3, save_steps=3, eval_steps=1000,
+               generation_max_length=4, speed_perturbation=0.1, frequency_warp=0.1)
+    seen = training_batches(monkeypatch)
+    train(**p, dataloader_num_workers=0)
+    inline = list(seen)
+    seen.clear()
+    train(**{**p, "output_dir": str(tmp_path / "workers")}, dataloader_num_workers=2)
+    assert len(inline) == 3 and seen == inline
+
+
+def test_optimizer_attention_and_lora_options_reach_the_training(tmp_path, tiny_model_dir, sample_dir, arts, sample_artifact):
+    "optim=adafactor, attn_implementation=eager and LoRA with its alpha, dropout and layers: what the trainer really runs."
+    pytest.importorskip("peft")
+    from transformers import TrainerCallback
+    seen = {}
+    class Look(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, optimizer=None, **kw):
+            c = model.peft_config["default"]
+            seen.update(optimizer=type(getattr(optimizer, "optimizer", optimizer)).__name__, attention=model.config._attn_implementation,
+                        lora=(c.r, c.lora_alpha, c.lora_dropout, sorted(c.target_modules)))
+    p = params(tiny_model_dir, sample_dir, arts, tmp_path / "out", max_steps=2, save_steps=2, eval_steps=1000, generation_max_length=4)
+    m = train(**p, optim="adafactor", attn_implementation="eager", lora=True, lora_rank=4, lora_alpha=16, lora_dropout=0.1,
+              lora_target_modules="q_proj,k_proj,v_proj,fc1", callbacks=[Look()])
+    assert seen == {"optimizer": "Adafactor", "attention": "eager", "lora": (4, 16, 0.1, ["fc1", "k_proj", "q_proj", "v_proj"])}
+    assert m.steps == 2 and m.final_loss is not None and (tmp_path / "out" / "model.safetensors").is_file()
+    saved = json.loads((tmp_path / "out" / "train_config.json").read_text())
+    assert (saved["optim"], saved["lora_target_modules"]) == ("adafactor", ["q_proj", "k_proj", "v_proj", "fc1"])
+
+
+def test_an_optimizer_whose_package_is_missing_fails_before_any_work(tmp_path, capsys):
+    import importlib.util
+    if importlib.util.find_spec("bitsandbytes") is not None: pytest.skip("bitsandbytes is installed here")
+    from asr_finetuner.cli import main
+    with pytest.raises(SystemExit) as e:  # no artifact, no model: the option is refused first
+        main(["train", "--model_name", "m", "--model_id", "nowhere", "--dataset_name", "d", "--artifact_name", "a",
+              "--output_dir", str(tmp_path / "out"), "--optim", "adamw_8bit"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "optim=adamw_8bit needs bitsandbytes: pip install bitsandbytes" in err and "Traceback" not in err
