@@ -314,6 +314,7 @@ class TrainConfig(JobConfig):
     save_steps: int = param(1000, "save a checkpoint every this many steps")
     warmup_steps: int = param(500, "learning-rate warm-up steps")
     max_steps: int = param(5000, "training steps")
+    num_train_epochs: Optional[float] = param(None, "train for this many passes over the training rows instead: sets max_steps from the rows")
     max_train_samples: Optional[int] = param(None, "cap on training rows")
     max_eval_samples: Optional[int] = param(None, "cap on evaluation rows")
     task: str = param("transcribe", "transcribe or translate (checked against the artifact's manifest)", TASKS)
@@ -393,6 +394,8 @@ class TrainConfig(JobConfig):
         if self.lora and not self.lora_target_modules: raise InputError("Parameter lora_target_modules is empty: name the layers to adapt (e.g. q_proj,v_proj).")
         _check_positive(self, ["lora_alpha"] if self.lora_alpha is not None else [])
         if not 0 <= self.lora_dropout < 1: raise InputError(f"Parameter lora_dropout={self.lora_dropout} must be at least 0 and below 1 (e.g. 0.05).")
+        if self.num_train_epochs is not None and not self.num_train_epochs > 0:
+            raise InputError(f"Parameter num_train_epochs={self.num_train_epochs} must be positive (e.g. 3), or left out to train max_steps.")
         if self.dataloader_num_workers is not None and self.dataloader_num_workers < 0:
             raise InputError(f"Parameter dataloader_num_workers={self.dataloader_num_workers} must be 0 or more (0: batches made in the training process).")
         self.export_formats = [f"{f}:{q}" for f, q in self.export_targets]

@@ -26,14 +26,15 @@ from .sets import (BEST_FOLDER, BestStep, MixedRows, MultiSetTrainer, best_metri
                                 load_eval_sets, load_mix_sources, usable_rows)
 from .train_outputs import (TrainMetrics, finish_wandb_run, forgetting_warnings, kept_step, metrics_history,
                                          model_card, plot_curves, push_model, set_scores, train_summary)
+from .memory import EPOCHS_WARNING, fits_device, out_of_memory_error, plan_summary, steps_for_epochs, training_plan
 from .export import export_after_training
 
 # %% auto #0
 __all__ = ['SPEC_AUGMENT', 'LANGUAGE_CHECK_CLIPS', 'check_artifact_fits', 'WhisperCollator', 'make_compute_metrics',
            'resolve_precision', 'training_arguments', 'check_training_options', 'FinalStepCallback',
            'WandbArtifactCallback', 'prepare_model', 'add_lora', 'merged', 'OutputLock', 'load_training_data',
-           'mixed_training_rows', 'training_callbacks', 'make_trainer', 'TrainingRun', 'train', 'run_metrics',
-           'save_outputs']
+           'mixed_training_rows', 'training_callbacks', 'make_trainer', 'TrainingRun', 'train', 'plan_run',
+           'run_metrics', 'save_outputs']
 
 # %% ../nbs/21_train.ipynb #aeb4d99a
 def check_artifact_fits(manifest:Manifest, # the artifact's manifest
@@ -315,6 +316,7 @@ class TrainingRun:
     eval_sets: dict = field(default_factory=dict) # further eval sets: name -> `EvalSet`
     best: dict|None = None # the best step's record (`BestStep.record`; None: best_metric=last)
     mixed: list = field(default_factory=list) # with mix_artifacts: what `metrics.json` records of each artifact trained on
+    plan: dict = field(default_factory=dict) # the plan printed before step 1 (`memory.training_plan`)
 
 # %% ../nbs/21_train.ipynb #4f58a5fa
 def train(config:TrainConfig|None=None, # the job's parameters as an object, or give them as keyword arguments
@@ -327,6 +329,24 @@ def train(config:TrainConfig|None=None, # the job's parameters as an object, or 
     with OutputLock(out):
         return _train(cfg, out, list(callbacks or []))
 
+# %% ../nbs/21_train.ipynb #4f58a5f9
+def plan_run(cfg:TrainConfig, # the train job's parameters
+             model, # the model as it will train
+             rows:int, # training rows in one epoch
+            )->tuple: # (the parameters, max_steps set from num_train_epochs when given; the plan)
+    "The run's plan, printed and checked before step 1."
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if cfg.num_train_epochs:
+        cfg = replace(cfg, max_steps=steps_for_epochs(cfg.num_train_epochs, cfg.train_batch_size * cfg.grad_accum_steps * world, rows))
+    plan = training_plan(model, cfg, rows, world)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(plan_summary(plan), flush=True)
+        if plan["epochs"] > EPOCHS_WARNING:
+            warnings.warn(f"{cfg.model_name}: {plan['epochs']:g} epochs of {rows} training rows: past {EPOCHS_WARNING} a model learns the "
+                          "training text by heart; give fewer max_steps, a num_train_epochs, or more data.", stacklevel=2)
+    if torch.cuda.is_available(): fits_device(plan["memory_estimate"], torch.cuda.mem_get_info()[0], cfg)
+    return cfg, plan
+
 # %% ../nbs/21_train.ipynb #4f58a5fc
 def _train(cfg:TrainConfig, out:Path, callbacks:list)->TrainMetrics|None:
     "The job, once the output folder is locked: `None` in every process but the first of a distributed run."
@@ -338,6 +358,7 @@ def _train(cfg:TrainConfig, out:Path, callbacks:list)->TrainMetrics|None:
     train_rows, eval_rows, filtered = load_training_data(cfg, dd)
     eval_sets = load_eval_sets(cfg, model.config, processor.tokenizer)
     data, mixed = mixed_training_rows(cfg, manifest, train_rows, model.config, processor.tokenizer)
+    cfg, plan = plan_run(cfg, model, len(data))
     precision = resolve_precision(cfg.precision)
     last = get_last_checkpoint(str(out)) if cfg.resume and out.is_dir() else None
     augment = make_augmentation(cfg, processor, train_rows, 2 * model.config.max_source_positions)
@@ -347,11 +368,12 @@ def _train(cfg:TrainConfig, out:Path, callbacks:list)->TrainMetrics|None:
     if cfg.wandb: os.environ.setdefault("WANDB_PROJECT", cfg.wandb_project)
     trainer = make_trainer(cfg, out, model, processor, train_dataset, eval_rows, eval_sets, precision, last is not None,
                            training_callbacks(cfg, manifest, processor, eval_rows, eval_sets, drawn, best) + callbacks)
-    train_output = trainer.train(resume_from_checkpoint=last)
+    try: train_output = trainer.train(resume_from_checkpoint=last)
+    except torch.OutOfMemoryError as e: raise out_of_memory_error(cfg, e) from None
     start = time.time()
     predictions = trainer.predict(eval_rows, metric_key_prefix="final").predictions
     run = TrainingRun(cfg, out, trainer, processor, manifest, eval_rows, predictions, time.time() - start, train_output,
-                      precision, filtered, float(np.mean(train_rows["duration"])), eval_sets, best.record if best else None, mixed)
+                      precision, filtered, float(np.mean(train_rows["duration"])), eval_sets, best.record if best else None, mixed, plan)
     if not trainer.is_world_process_zero(): return None
     metrics = save_outputs(run)
     if cfg.export_targets:  # after the model card, which each export adds its line to
@@ -391,7 +413,7 @@ def run_metrics(run:TrainingRun, # the finished training
         eval_utterances=len(run.eval_rows), filtered_long_labels=run.filtered, peak_memory_mb=round(_peak_memory_mb(), 1),
         artifact_fingerprint=run.manifest.fingerprint, checks=checks,
         warnings=kept_warnings + forgetting_warnings(checks, run.cfg.forgetting_tolerance, sets),
-        kept=kept, last_step=evals[-1] if evals else None, eval_sets=sets, mixed=run.mixed)
+        kept=kept, last_step=evals[-1] if evals else None, eval_sets=sets, mixed=run.mixed, plan=run.plan)
 
 # %% ../nbs/21_train.ipynb #4f58a600
 def save_outputs(run:TrainingRun, # the finished training

@@ -106,6 +106,7 @@ class TrainMetrics(JsonRecord):
     eval_sets: dict = field(default_factory=dict) # further eval sets: name -> {language, task, fingerprint, utterances, step_0, final, last_step, evaluations}
     mixed: list = field(default_factory=list) # with mix_artifacts: each artifact trained on, {artifact_name, share, fingerprint, rows, rows_per_epoch, ...}
     exports: list = field(default_factory=list) # with export_formats: {format, quantization, folder, status, wer_increase, error} each
+    plan: dict = field(default_factory=dict) # before step 1: parameters, memory estimate (bytes, by part), rows, steps, epochs
 
 # %% ../nbs/16_train_outputs.ipynb #057359e4
 def _long_form_note(manifest:Manifest)->str:

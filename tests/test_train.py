@@ -388,8 +388,9 @@ def test_loader_workers_feed_the_batches_one_process_makes(tmp_path, tiny_model_
     assert len(inline) == 3 and seen == inline
 
 
-def test_optimizer_attention_and_lora_options_reach_the_training(tmp_path, tiny_model_dir, sample_dir, arts, sample_artifact):
-    "optim=adafactor, attn_implementation=eager and LoRA with its alpha, dropout and layers: what the trainer really runs."
+def test_optimizer_attention_and_lora_options_reach_the_training(tmp_path, tiny_model_dir, sample_dir, arts, sample_artifact, capsys):
+    """optim=adafactor, attn_implementation=eager and LoRA with its alpha, dropout and layers: what the trainer really runs;
+    num_train_epochs sets the steps, and the plan printed before step 1 is kept in metrics.json."""
     pytest.importorskip("peft")
     from transformers import TrainerCallback
     seen = {}
@@ -398,11 +399,17 @@ def test_optimizer_attention_and_lora_options_reach_the_training(tmp_path, tiny_
             c = model.peft_config["default"]
             seen.update(optimizer=type(getattr(optimizer, "optimizer", optimizer)).__name__, attention=model.config._attn_implementation,
                         lora=(c.r, c.lora_alpha, c.lora_dropout, sorted(c.target_modules)))
-    p = params(tiny_model_dir, sample_dir, arts, tmp_path / "out", max_steps=2, save_steps=2, eval_steps=1000, generation_max_length=4)
+    p = params(tiny_model_dir, sample_dir, arts, tmp_path / "out", num_train_epochs=0.25, save_steps=2, eval_steps=1000, generation_max_length=4)
     m = train(**p, optim="adafactor", attn_implementation="eager", lora=True, lora_rank=4, lora_alpha=16, lora_dropout=0.1,
               lora_target_modules="q_proj,k_proj,v_proj,fc1", callbacks=[Look()])
     assert seen == {"optimizer": "Adafactor", "attention": "eager", "lora": (4, 16, 0.1, ["fc1", "k_proj", "q_proj", "v_proj"])}
-    assert m.steps == 2 and m.final_loss is not None and (tmp_path / "out" / "model.safetensors").is_file()
+    assert m.steps == 2 and m.final_loss is not None and (tmp_path / "out" / "model.safetensors").is_file()  # a quarter of 32 rows at 4 a step
+    plan = TrainMetrics.read(tmp_path / "out" / "metrics.json").plan
+    assert (plan["rows"], plan["rows_per_step"], plan["steps"], plan["epochs"]) == (32, 4, 2, 0.25)
+    assert 0 < plan["trainable_parameters"] < plan["parameters"] / 10  # LoRA: the adapters only
+    e = plan["memory_estimate"]
+    assert e["total"] == e["weights"] + e["gradients"] + e["optimizer"] + e["activations"] and e["gradients"] == 4 * plan["trainable_parameters"]
+    assert "Plan: " in capsys.readouterr().out
     saved = json.loads((tmp_path / "out" / "train_config.json").read_text())
     assert (saved["optim"], saved["lora_target_modules"]) == ("adafactor", ["q_proj", "k_proj", "v_proj", "fc1"])
 
