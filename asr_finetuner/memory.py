@@ -78,6 +78,7 @@ def planned_epochs(steps:int, # optimizer steps
     "How many passes over the training rows the run makes."
     return steps * rows_per_step / rows if rows else float("inf")
 
+# %% ../nbs/19_memory.ipynb #19e00019
 def steps_for_epochs(epochs:float, # passes over the training rows
                      rows_per_step:int, # rows a step consumes, over every device
                      rows:int, # training rows in one epoch
@@ -97,6 +98,7 @@ def memory_advice(cfg, # the train job's parameters
     if not cfg.freeze_encoder: tips.append("freeze_encoder=True")
     return "; ".join(tips) or "a smaller model"
 
+# %% ../nbs/19_memory.ipynb #19e0001b
 def fits_device(estimate:dict, # from `memory_estimate`
                 free_bytes:int, # the device's free memory
                 cfg, # the train job's parameters
@@ -107,6 +109,7 @@ def fits_device(estimate:dict, # from `memory_estimate`
                          f"{estimate['gradients'] / GB:.1f}, optimizer {estimate['optimizer'] / GB:.1f}, activations "
                          f"{estimate['activations'] / GB:.1f}) but the GPU has {free_bytes / GB:.1f} GB free. Try: {memory_advice(cfg)}.")
 
+# %% ../nbs/19_memory.ipynb #19e0001d
 def out_of_memory_error(cfg, # the train job's parameters
                         error:Exception, # the out-of-memory error raised
                        )->InputError:
@@ -127,6 +130,7 @@ def training_plan(model, # the model as it will train
     return {"parameters": total, "trainable_parameters": trainable, "memory_estimate": estimate, "rows": rows,
             "rows_per_step": per_step, "steps": cfg.max_steps, "epochs": round(planned_epochs(cfg.max_steps, per_step, rows), 2)}
 
+# %% ../nbs/19_memory.ipynb #19e0001f
 def plan_summary(plan:dict, # from `training_plan`
                 )->str: # what the job prints before step 1
     "The plan in two lines."
