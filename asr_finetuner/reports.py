@@ -68,6 +68,7 @@ def worst_predictions(folder:str|Path, # a train or evaluate output folder with 
     rows = read_predictions(folder)
     return pd.DataFrame(rows).sort_values("wer", ascending=False).head(n).reset_index(drop=True)
 
+# %% ../nbs/17_reports.ipynb #c2c5f6ed
 def show_worst(folder:str|Path, # a train or evaluate output folder
                n:int=5, # how many
               ):
