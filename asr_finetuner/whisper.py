@@ -17,10 +17,11 @@ from transformers.models.whisper.tokenization_whisper import LANGUAGES
 from .config import InputError, TASKS, language_code_of
 
 # %% auto #0
-__all__ = ['ASSETS', 'TIKTOKEN_FILE', 'WHISPER_LANGUAGES', 'CONTROL_TOKENS', 'BUILTIN_MODELS', 'read_tiktoken_ranks',
-           'special_tokens', 'build_whisper_tokenizer', 'vocabulary_hash', 'multilingual_generation_config',
-           'set_language_and_task', 'tiny_whisper_config', 'build_processor', 'build_tiny_whisper', 'builtin_model_dir',
-           'load_processor', 'load_model']
+__all__ = ['ASSETS', 'TIKTOKEN_FILE', 'VOCABULARY_LANGUAGES', 'LARGE_SHAPES', 'WHISPER_SIZES', 'BUILTIN_MODELS',
+           'read_tiktoken_ranks', 'control_tokens', 'special_tokens', 'build_whisper_tokenizer', 'tokenizer_languages',
+           'no_speech_token', 'vocabulary_hash', 'multilingual_generation_config', 'set_language_and_task',
+           'tiny_whisper_config', 'build_processor', 'build_tiny_whisper', 'published_whisper_config',
+           'builtin_model_dir', 'load_processor', 'load_model']
 
 # %% ../nbs/03_whisper.ipynb #4e00f916
 ASSETS = Path(__file__).parent / "assets" if "__file__" in globals() else Path("../asr_finetuner/assets")
@@ -34,28 +35,48 @@ def read_tiktoken_ranks(path:str|Path=TIKTOKEN_FILE, # a tiktoken file (plain or
         return {base64.b64decode(tok): int(rank) for tok, rank in (line.split() for line in f if line.strip())}
 
 # %% ../nbs/03_whisper.ipynb #458ee793
-WHISPER_LANGUAGES = list(LANGUAGES)[:99]  # the multilingual vocabulary's languages, in id order
-CONTROL_TOKENS = ["<|translate|>", "<|transcribe|>", "<|startoflm|>", "<|startofprev|>", "<|nospeech|>", "<|notimestamps|>"]
+VOCABULARY_LANGUAGES = {51865: 99, 51866: 100}  # vocabulary size -> its language tokens (large-v3 adds Cantonese)
 
 class _RanksConverter(TikTokenConverter):
     "`TikTokenConverter` reading ranks already in memory instead of a tiktoken URL."
     def __init__(self, ranks): super().__init__(); self.ranks = ranks
     def load_tiktoken_bpe(self, _): return self.ranks
 
-def special_tokens()->list: # the special tokens, in id order after the 50257 BPE tokens
-    "Whisper's multilingual special tokens in id order."
-    return ["<|endoftext|>", "<|startoftranscript|>", *[f"<|{c}|>" for c in WHISPER_LANGUAGES], *CONTROL_TOKENS]
+def control_tokens(languages:int=99, # 99 (up to large-v2) or 100 (large-v3)
+                  )->list: # the task and control tokens, in id order
+    "The tokens after the languages; large-v3 renamed `<|nocaptions|>` to `<|nospeech|>`."
+    return ["<|translate|>", "<|transcribe|>", "<|startoflm|>", "<|startofprev|>",
+            "<|nospeech|>" if languages == 100 else "<|nocaptions|>", "<|notimestamps|>"]
 
-@lru_cache(maxsize=2)
+def special_tokens(languages:int=99, # 99 (up to large-v2) or 100 (large-v3)
+                  )->list: # the special tokens, in id order after the 50257 BPE tokens
+    "Whisper's multilingual special tokens in id order."
+    return ["<|endoftext|>", "<|startoftranscript|>", *[f"<|{c}|>" for c in list(LANGUAGES)[:languages]], *control_tokens(languages)]
+
+@lru_cache(maxsize=4)
 def build_whisper_tokenizer(path:str|Path=TIKTOKEN_FILE, # tiktoken vocabulary of the multilingual models
+                            languages:int=99, # 99 (51,865 ids, up to large-v2) or 100 (51,866 ids, large-v3)
                            )->WhisperTokenizer:
-    "The multilingual Whisper tokenizer (51865 ids, as published), built offline in about half a second."
+    "The multilingual Whisper tokenizer, as published, built offline in about half a second."
+    if languages not in VOCABULARY_LANGUAGES.values(): raise InputError(f"languages={languages}: Whisper's vocabularies have 99 or 100.")
     vocab, merges = _RanksConverter(read_tiktoken_ranks(path)).extract_vocab_merges_from_model(None)
     eot = "<|endoftext|>"
     tok = WhisperTokenizer(vocab=vocab, merges=merges, unk_token=eot, bos_token=eot, eos_token=eot, pad_token=eot)
-    tok.add_tokens(special_tokens(), special_tokens=True)
+    tok.add_tokens(special_tokens(languages), special_tokens=True)
     tok.add_tokens([f"<|{i * 0.02:.2f}|>" for i in range(1501)])
     return tok
+
+def tokenizer_languages(tokenizer, # a multilingual Whisper tokenizer
+                       )->list: # language codes, in id order
+    "The languages `tokenizer` has a token for."
+    vocab = tokenizer.get_vocab()
+    return [c for c in LANGUAGES if f"<|{c}|>" in vocab]
+
+def no_speech_token(tokenizer, # a multilingual Whisper tokenizer
+                   )->str: # `<|nospeech|>` (large-v3) or `<|nocaptions|>` (earlier)
+    "The no-speech token under the name this vocabulary gives it."
+    vocab = tokenizer.get_vocab()
+    return next(t for t in ("<|nospeech|>", "<|nocaptions|>") if t in vocab)
 
 # %% ../nbs/03_whisper.ipynb #6916a93b
 def vocabulary_hash(tokenizer, # a Hugging Face tokenizer
@@ -76,7 +97,7 @@ def multilingual_generation_config(tokenizer:WhisperTokenizer, # the multilingua
     gc = GenerationConfig(
         bos_token_id=eot, eos_token_id=eot, pad_token_id=eot, decoder_start_token_id=ids("<|startoftranscript|>"),
         begin_suppress_tokens=[ids("Ġ"), eot], max_length=max_length, is_multilingual=True,
-        lang_to_id={f"<|{c}|>": ids(f"<|{c}|>") for c in WHISPER_LANGUAGES},
+        lang_to_id={f"<|{c}|>": ids(f"<|{c}|>") for c in tokenizer_languages(tokenizer)},
         task_to_id={t: ids(f"<|{t}|>") for t in TASKS},
         no_timestamps_token_id=ids("<|notimestamps|>"), prev_sot_token_id=ids("<|startofprev|>"))
     return set_language_and_task(gc, language, task)
@@ -95,42 +116,68 @@ def set_language_and_task(generation_config:GenerationConfig, # a multilingual W
 # %% ../nbs/03_whisper.ipynb #c8001960
 def tiny_whisper_config(num_mel_bins:int=80, # 80 (Whisper up to large-v2) or 128 (large-v3)
                         d_model:int=64, # width
-                        layers:int=2, # encoder and decoder layers, each
+                        layers:int=2, # encoder layers, and decoder layers unless `decoder_layers` is given
                         heads:int=4, # attention heads
                         window_seconds:int=30, # audio window: 30 for real models, shorter for fast tests
-                        vocab_size:int=51865, # the multilingual vocabulary
+                        vocab_size:int=51865, # 51865 (up to large-v2) or 51866 (large-v3)
+                        decoder_layers:int|None=None, # decoder layers, when fewer than the encoder's (large-v3-turbo: 4 of 32)
                        )->WhisperConfig:
     "A small `WhisperConfig` with multilingual special ids."
     if not 1 <= window_seconds <= 30: raise InputError(f"window_seconds={window_seconds} must be between 1 and 30.")
+    if vocab_size not in VOCABULARY_LANGUAGES: raise InputError(f"vocab_size={vocab_size}: multilingual Whisper has 51865 or 51866.")
     return WhisperConfig(vocab_size=vocab_size, num_mel_bins=num_mel_bins, d_model=d_model,
-        encoder_layers=layers, decoder_layers=layers, encoder_attention_heads=heads, decoder_attention_heads=heads,
+        encoder_layers=layers, decoder_layers=decoder_layers or layers, encoder_attention_heads=heads, decoder_attention_heads=heads,
         encoder_ffn_dim=4 * d_model, decoder_ffn_dim=4 * d_model, max_source_positions=window_seconds * 50,
         max_target_positions=448, pad_token_id=50257, bos_token_id=50257, eos_token_id=50257,
         decoder_start_token_id=50258, begin_suppress_tokens=None, suppress_tokens=None, tie_word_embeddings=True)
 
 def build_processor(num_mel_bins:int=80, # mel bins of the feature extractor
                     window_seconds:int=30, # the feature extractor's window (its chunk_length)
+                    vocab_size:int=51865, # the tokenizer's: 51865 (up to large-v2) or 51866 (large-v3)
                    )->WhisperProcessor:
     "A Whisper processor: the real multilingual tokenizer and a feature extractor for `window_seconds`."
     fe = WhisperFeatureExtractor(feature_size=num_mel_bins, chunk_length=window_seconds)
-    return WhisperProcessor(feature_extractor=fe, tokenizer=build_whisper_tokenizer())
+    return WhisperProcessor(feature_extractor=fe, tokenizer=build_whisper_tokenizer(languages=VOCABULARY_LANGUAGES[vocab_size]))
 
 def build_tiny_whisper(out_dir:str|Path|None=None, # folder to save the model and processor in (None: don't save)
                        language:str|None=None, # default language on the generation config
                        task:str="transcribe", # default task on the generation config
                        seed:int=0, # seed of the random weights
-                       **config_kwargs, # passed to `tiny_whisper_config`: num_mel_bins, d_model, layers, heads, window_seconds
+                       **config_kwargs, # passed to `tiny_whisper_config`: num_mel_bins, d_model, layers, decoder_layers, heads, window_seconds, vocab_size
                       )->tuple: # (model, processor)
     "A random multilingual Whisper model and its processor, saved to `out_dir` like a Hub checkpoint."
     torch.manual_seed(seed)
     config = tiny_whisper_config(**config_kwargs)
     model = WhisperForConditionalGeneration(config)
-    processor = build_processor(config.num_mel_bins, config.max_source_positions // 50)
+    processor = build_processor(config.num_mel_bins, config.max_source_positions // 50, config.vocab_size)
     model.generation_config = multilingual_generation_config(processor.tokenizer, language, task)
     if out_dir is not None:
         model.save_pretrained(out_dir)
         processor.save_pretrained(out_dir)
     return model, processor
+
+# %% ../nbs/03_whisper.ipynb #b9a73ffb
+LARGE_SHAPES = {
+    "large-v3": dict(num_mel_bins=128, vocab_size=51866, layers=2),
+    "large-v3-turbo": dict(num_mel_bins=128, vocab_size=51866, layers=4, decoder_layers=1),
+}
+
+# %% ../nbs/03_whisper.ipynb #d4649432
+WHISPER_SIZES = { # the published configurations: width, encoder and decoder layers, heads, mel bins, vocabulary
+    "base": dict(d_model=512, encoder_layers=6, decoder_layers=6, heads=8, num_mel_bins=80, vocab_size=51865),
+    "small": dict(d_model=768, encoder_layers=12, decoder_layers=12, heads=12, num_mel_bins=80, vocab_size=51865),
+    "medium": dict(d_model=1024, encoder_layers=24, decoder_layers=24, heads=16, num_mel_bins=80, vocab_size=51865),
+    "large-v3": dict(d_model=1280, encoder_layers=32, decoder_layers=32, heads=20, num_mel_bins=128, vocab_size=51866),
+    "large-v3-turbo": dict(d_model=1280, encoder_layers=32, decoder_layers=4, heads=20, num_mel_bins=128, vocab_size=51866),
+}
+
+def published_whisper_config(size:str, # a key of `WHISPER_SIZES`
+                            )->WhisperConfig:
+    "The `WhisperConfig` of a published Whisper size (30 s window, multilingual ids)."
+    if size not in WHISPER_SIZES: raise InputError(f"Unknown Whisper size {size!r}: use one of {', '.join(WHISPER_SIZES)}.")
+    s = WHISPER_SIZES[size]
+    return tiny_whisper_config(num_mel_bins=s["num_mel_bins"], d_model=s["d_model"], layers=s["encoder_layers"], heads=s["heads"],
+                               vocab_size=s["vocab_size"], decoder_layers=s["decoder_layers"])
 
 # %% ../nbs/03_whisper.ipynb #1fa99ea6
 BUILTIN_MODELS = {
