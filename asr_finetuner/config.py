@@ -358,6 +358,8 @@ class TrainConfig(JobConfig):
     lora_alpha: Optional[int] = param(None, "LoRA scaling alpha (default: twice lora_rank)")
     lora_dropout: float = param(0.05, "dropout on the LoRA adapters' input")
     lora_target_modules: list[str] = param(("q_proj", "v_proj"), "the layers that get LoRA adapters, by name (e.g. q_proj,k_proj,v_proj,out_proj,fc1,fc2)")
+    lora_bits: Optional[int] = param(None, "QLoRA: hold the frozen base weights in 8 or 4 bits (bitsandbytes) under the adapters; "
+                                           "the saved model is merged and dequantised, full precision; empty: full-precision base")
     optim: str = param("adamw_torch_fused", "optimizer, by transformers' name: adamw_torch_fused, adamw_torch, adafactor (least memory "
                                             "without extra packages), adamw_8bit or paged_adamw_8bit (bitsandbytes; paged: CUDA only)", OPTIMIZERS)
     attn_implementation: str = param("sdpa", "attention: sdpa (PyTorch's fused attention), eager, or flash_attention_2 (GPU, flash-attn installed)", ATTENTION)
@@ -393,6 +395,9 @@ class TrainConfig(JobConfig):
         self.lora_target_modules = _names(self.lora_target_modules)
         if self.lora and not self.lora_target_modules: raise InputError("Parameter lora_target_modules is empty: name the layers to adapt (e.g. q_proj,v_proj).")
         _check_positive(self, ["lora_alpha"] if self.lora_alpha is not None else [])
+        if self.lora_bits is not None and self.lora_bits not in (4, 8):
+            raise InputError(f"Parameter lora_bits={self.lora_bits} must be 4 or 8 (or empty for a full-precision base).")
+        if self.lora_bits and not self.lora: raise InputError(f"lora_bits={self.lora_bits} quantises the base under LoRA adapters: set lora=True too.")
         if not 0 <= self.lora_dropout < 1: raise InputError(f"Parameter lora_dropout={self.lora_dropout} must be at least 0 and below 1 (e.g. 0.05).")
         if self.num_train_epochs is not None and not self.num_train_epochs > 0:
             raise InputError(f"Parameter num_train_epochs={self.num_train_epochs} must be positive (e.g. 3), or left out to train max_steps.")

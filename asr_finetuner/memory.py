@@ -9,14 +9,27 @@ import math
 from .config import InputError
 
 # %% auto #0
-__all__ = ['GB', 'EPOCHS_WARNING', 'parameter_counts', 'optimizer_bytes', 'activation_bytes', 'memory_estimate', 'planned_epochs',
-           'steps_for_epochs', 'memory_advice', 'fits_device', 'out_of_memory_error', 'training_plan', 'plan_summary']
+__all__ = ['GB', 'EPOCHS_WARNING', 'parameter_counts', 'weight_bytes', 'optimizer_bytes', 'activation_bytes', 'lora_parameters',
+           'memory_estimate', 'planned_epochs', 'steps_for_epochs', 'memory_advice', 'fits_device',
+           'out_of_memory_error', 'training_plan', 'plan_summary']
 
 # %% ../nbs/19_memory.ipynb #19e00006
-def parameter_counts(model, # a model (on any device, the meta device included)
+def _stored_elements(p)->int: return p.numel() * 2 if type(p).__name__ == "Params4bit" else p.numel()  # 4-bit packs two a byte
+
+def parameter_counts(model, # a model (on any device, the meta device included; bitsandbytes-quantised or not)
                     )->tuple: # (all parameters, trainable ones)
     "How many parameters the model has, and how many of them train."
-    return sum(p.numel() for p in model.parameters()), sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return sum(_stored_elements(p) for p in model.parameters()), sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+def weight_bytes(model, # the model as it will train
+                 lora_bits:int|None=None, # for a model not yet quantised: count its linear layers at 8 or 4 bits
+                )->int:
+    "The bytes its weights take as stored (quantised ones at their packed size, plus a scale per 64 or per row)."
+    if not lora_bits: return sum(p.numel() * p.element_size() for p in model.parameters())
+    linear = {id(m.weight): m.weight for n, m in model.named_modules() if type(m).__name__ == "Linear" and n != "proj_out"}
+    quantised = sum(w.numel() for w in linear.values())
+    rest = sum(p.numel() * p.element_size() for p in model.parameters() if id(p) not in linear)
+    return rest + int(quantised * (lora_bits / 8 + (4 / 64 if lora_bits == 4 else 0))) + (4 * len(linear) * 5120 if lora_bits == 8 else 0)
 
 # %% ../nbs/19_memory.ipynb #19e00008
 def optimizer_bytes(model, # the model, with requires_grad set as it will train
@@ -52,7 +65,15 @@ def activation_bytes(config, # the model's `WhisperConfig`
 # %% ../nbs/19_memory.ipynb #19e0000c
 GB = 2**30
 
-def memory_estimate(model, # the model as it will train (requires_grad set; LoRA adapters in place)
+def lora_parameters(model, # a model without adapters
+                    rank:int, # the adapters' rank
+                    target_modules:tuple=("q_proj", "v_proj"), # the layers adapted, by name
+                   )->int:
+    "The parameters LoRA adapters of `rank` on `target_modules` would add: rank x (inputs + outputs) each."
+    return sum(rank * (m.in_features + m.out_features) for n, m in model.named_modules()
+               if type(m).__name__ == "Linear" and n.rsplit(".", 1)[-1] in target_modules)
+
+def memory_estimate(model, # the model as it will train (requires_grad set; LoRA adapters and quantisation in place)
                     batch:int, # rows per step on one device
                     label_tokens:int, # label length the batch is padded to
                     optim:str="adamw_torch_fused", # transformers' optimizer name
@@ -60,12 +81,19 @@ def memory_estimate(model, # the model as it will train (requires_grad set; LoRA
                     gradient_checkpointing:bool=False, # recompute activations in backward
                     freeze_encoder:bool=False, # the encoder does not train
                     attn_implementation:str="sdpa", # sdpa, eager or flash_attention_2
+                    lora:int=0, # for a model without adapters yet: estimate as if LoRA of this rank were on q_proj, v_proj
+                    lora_bits:int|None=None, # for a model not quantised yet: estimate its linear layers at 8 or 4 bits
                    )->dict: # bytes: weights, gradients, optimizer, activations, total
     "An estimate of one training step's peak memory, by part."
     total, trainable = parameter_counts(model)
-    parts = {"weights": 4 * total, "gradients": 4 * trainable, "optimizer": optimizer_bytes(model, optim),
-             "activations": activation_bytes(model.config, batch, label_tokens, precision in ("bf16", "fp16"), gradient_checkpointing,
-                                             freeze_encoder, attn_implementation == "eager")}
+    adapters = lora_parameters(model, lora) if lora else 0
+    trainable = adapters or trainable
+    optimizer = (2 if "8bit" in optim else 8) * adapters if adapters else optimizer_bytes(model, optim)
+    half = precision in ("bf16", "fp16")
+    copies = 2 * (total - (sum(p.numel() for p in model.model.encoder.parameters()) if freeze_encoder else 0)) if half else 0
+    parts = {"weights": weight_bytes(model, lora_bits) + 4 * adapters, "gradients": 4 * trainable, "optimizer": optimizer,
+             "activations": copies + activation_bytes(model.config, batch, label_tokens, half, gradient_checkpointing, freeze_encoder,
+                                                      attn_implementation == "eager")}
     return {**parts, "total": sum(parts.values())}
 
 # %% ../nbs/19_memory.ipynb #19e00010

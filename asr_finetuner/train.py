@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments, TrainerCallback
+from transformers import BitsAndBytesConfig, Seq2SeqTrainer, Seq2SeqTrainingArguments, TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 from .config import InputError, TrainConfig, make_config, save_config
@@ -32,9 +32,9 @@ from .export import export_after_training
 # %% auto #0
 __all__ = ['SPEC_AUGMENT', 'LANGUAGE_CHECK_CLIPS', 'check_artifact_fits', 'WhisperCollator', 'make_compute_metrics',
            'resolve_precision', 'training_arguments', 'check_training_options', 'FinalStepCallback',
-           'WandbArtifactCallback', 'prepare_model', 'add_lora', 'merged', 'OutputLock', 'load_training_data',
-           'mixed_training_rows', 'training_callbacks', 'make_trainer', 'TrainingRun', 'train', 'plan_run',
-           'run_metrics', 'save_outputs']
+           'WandbArtifactCallback', 'prepare_model', 'quantization_config', 'add_lora', 'merged', 'OutputLock',
+           'load_training_data', 'mixed_training_rows', 'training_callbacks', 'make_trainer', 'TrainingRun', 'train',
+           'plan_run', 'run_metrics', 'save_outputs']
 
 # %% ../nbs/21_train.ipynb #aeb4d99a
 def check_artifact_fits(manifest:Manifest, # the artifact's manifest
@@ -150,6 +150,11 @@ def check_training_options(cfg:TrainConfig, # the train job's parameters
     if cfg.optim == "paged_adamw_8bit" and not cuda:
         raise InputError("optim=paged_adamw_8bit pages optimizer states between GPU and CPU memory: it needs a CUDA GPU. "
                          "Here, choose adafactor or adamw_8bit.")
+    if cfg.lora_bits and importlib.util.find_spec("bitsandbytes") is None:
+        raise InputError(f"lora_bits={cfg.lora_bits} quantises the base weights with bitsandbytes: pip install 'asr-finetuner[qlora]', "
+                         "or leave lora_bits empty (LoRA on full-precision weights).")
+    if cfg.lora_bits and not cuda and cfg.precision in ("bf16", "fp16"):
+        raise InputError(f"lora_bits with precision={cfg.precision} needs a GPU; on CPU use precision=fp32 (bitsandbytes' CPU kernels compute in float32).")
     if cfg.attn_implementation == "flash_attention_2" and (not cuda or importlib.util.find_spec("flash_attn") is None):
         raise InputError("attn_implementation=flash_attention_2 needs a CUDA GPU and the flash-attn package (pip install flash-attn); "
                          "sdpa, the default, runs everywhere.")
@@ -183,31 +188,65 @@ SPEC_AUGMENT = ("apply_spec_augment", "mask_time_prob", "mask_time_length", "mas
 def prepare_model(cfg:TrainConfig, # the train job's parameters
                  ):
     "Load the base model with language and task set, SpecAugment as asked, and the memory savers asked for."
-    model = load_model(cfg.model_id, attn_implementation=cfg.attn_implementation)
+    quantized = dict(quantization_config=quantization_config(cfg.lora_bits, cfg.precision),
+                     device_map={"": "cuda" if torch.cuda.is_available() else "cpu"}) if cfg.lora_bits else {}
+    model = load_model(cfg.model_id, attn_implementation=cfg.attn_implementation, **quantized)
     set_language_and_task(model.generation_config, cfg.language, cfg.task)
     for name in SPEC_AUGMENT: setattr(model.config, name, getattr(cfg, name))
     if cfg.gradient_checkpointing: model.config.use_cache = False
     if cfg.freeze_encoder: model.freeze_encoder()
-    if cfg.lora: model = add_lora(model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
+    if cfg.lora: model = add_lora(model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules, cfg.lora_bits,
+                                  cfg.gradient_checkpointing)
     return model
 
 # %% ../nbs/21_train.ipynb #89d0a614
-def add_lora(model, # a Whisper model
+def quantization_config(bits:int, # 8 or 4
+                        precision:str="fp32", # the run's precision: what the 4-bit layers compute in
+                       ):
+    "bitsandbytes' settings for base weights of `bits` under LoRA: NF4 with double quantisation, or LLM.int8."
+    if bits == 8: return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=["proj_out"])
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=dtype, llm_int8_skip_modules=["proj_out"])
+
+def add_lora(model, # a Whisper model, its base weights quantised or not
              rank:int=32, # the adapters' rank
              alpha:int|None=None, # their scaling alpha (None: twice the rank)
              dropout:float=0.05, # dropout on their input
              target_modules:list=("q_proj", "v_proj"), # the layers adapted, by name
+             bits:int|None=None, # the base weights' bits when quantised (8 or 4), else None
+             gradient_checkpointing:bool=False, # whether the run recomputes activations
             ):
     "Wrap `model` with LoRA adapters on `target_modules` (needs `peft`)."
-    try: from peft import LoraConfig, get_peft_model
+    try: from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     except ImportError: raise InputError("lora=True needs peft: pip install 'asr-finetuner[lora]'.") from None
+    if bits: model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
+                                                     gradient_checkpointing_kwargs={"use_reentrant": False})
     return get_peft_model(model, LoraConfig(r=rank, lora_alpha=alpha or 2 * rank, lora_dropout=dropout, target_modules=list(target_modules)))
 
 # %% ../nbs/21_train.ipynb #89d0a616
-def merged(model, # a model, with or without LoRA adapters
+def _dequantized_linear(layer, # a peft LoRA layer over a bitsandbytes layer
+                       )->torch.nn.Linear:
+    "A full-precision `nn.Linear` equal to the base's dequantised weight plus the adapter's update."
+    from peft.utils.integrations import dequantize_bnb_weight
+    base = layer.get_base_layer()
+    weight = dequantize_bnb_weight(base.weight, state=getattr(base, "state", None)).float()
+    for name in layer.active_adapters: weight = weight + layer.get_delta_weight(name).float()
+    plain = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=base.bias is not None, device=weight.device)
+    plain.weight.data.copy_(weight)
+    if base.bias is not None: plain.bias.data.copy_(base.bias.data.float())
+    return plain
+
+def merged(model, # a model, with or without LoRA adapters, its base quantised or not
           ):
-    "The plain model, LoRA adapters merged in if there are any."
-    return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+    "The plain full-precision model, LoRA adapters merged in if there are any, quantised weights dequantised."
+    if not hasattr(model, "merge_and_unload"): return model
+    inner = model.get_base_model()
+    if getattr(inner, "hf_quantizer", None) is None: return model.merge_and_unload()
+    for name, layer in [(n, m) for n, m in inner.named_modules() if hasattr(m, "get_delta_weight") and hasattr(m, "get_base_layer")]:
+        parent, child = inner.get_submodule(name.rsplit(".", 1)[0]), name.rsplit(".", 1)[1]
+        setattr(parent, child, _dequantized_linear(layer))  # merged in full precision: no rounding back to 4 or 8 bits
+    return inner.dequantize()  # the layers without adapters, and the quantisation settings off the config
 
 # %% ../nbs/21_train.ipynb #2839f36d
 class OutputLock:
