@@ -414,12 +414,16 @@ def test_optimizer_attention_and_lora_options_reach_the_training(tmp_path, tiny_
     assert (saved["optim"], saved["lora_target_modules"]) == ("adafactor", ["q_proj", "k_proj", "v_proj", "fc1"])
 
 
-def test_an_optimizer_whose_package_is_missing_fails_before_any_work(tmp_path, capsys):
+def test_an_option_whose_package_is_missing_fails_before_any_work(tmp_path, capsys, monkeypatch):
+    "bitsandbytes is in dev; here it is made missing, as on a machine without it, for the optimizer and for QLoRA."
     import importlib.util
-    if importlib.util.find_spec("bitsandbytes") is not None: pytest.skip("bitsandbytes is installed here")
     from asr_finetuner.cli import main
-    with pytest.raises(SystemExit) as e:  # no artifact, no model: the option is refused first
-        main(["train", "--model_name", "m", "--model_id", "nowhere", "--dataset_name", "d", "--artifact_name", "a",
-              "--output_dir", str(tmp_path / "out"), "--optim", "adamw_8bit"])
-    err = capsys.readouterr().err
-    assert e.value.code == 2 and "optim=adamw_8bit needs bitsandbytes: pip install bitsandbytes" in err and "Traceback" not in err
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "bitsandbytes" else real(name, *a))
+    base = ["train", "--model_name", "m", "--model_id", "nowhere", "--dataset_name", "d", "--artifact_name", "a", "--output_dir", str(tmp_path / "out")]
+    for extra, message in ((["--optim", "adamw_8bit"], "optim=adamw_8bit needs bitsandbytes: pip install bitsandbytes"),
+                           (["--lora", "True", "--lora_bits", "4"], "lora_bits=4 quantises the base weights with bitsandbytes: pip install 'asr-finetuner[qlora]'")):
+        with pytest.raises(SystemExit) as e:  # no artifact, no model: the option is refused first
+            main(base + extra)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and message in err and "Traceback" not in err, err
