@@ -9,8 +9,9 @@ Each configuration runs in a fresh process (`common.run_child`): a model of the 
 labels of 128 tokens, and two optimizer steps (the second starts with the optimizer's states allocated, as every
 later step of a training does). Two measurements:
 
-- `rss`: the step is run for real; the figure is the process's peak resident set (`VmHWM`, reset through
-  `/proc/self/clear_refs` once the model is built) less its resident set before the model existed;
+- `rss`: the steps are run for real; the figure is the process's peak resident set (`VmHWM`, reset through
+  `/proc/self/clear_refs` once the model is built) less its resident set before the model existed (after every import),
+  with glibc set to return freed tensors to the system at once (`MALLOC`);
 - `tensors`: the same code under `FakeTensorMode` with torch's `MemTracker`: the peak of the bytes held by tensors, what
   `torch.cuda.max_memory_allocated` counts on a GPU, with no arithmetic done. Used where real arithmetic is too slow
   here (bf16 runs about 8x slower than fp32 on this CPU, which lacks AVX-512 BF16) or the model would not fit.
@@ -19,12 +20,16 @@ Beside each: `asr_finetuner.memory.memory_estimate` for the same model, batch, l
 whose estimate is above `--limit-gb` are not run for real (the machine has 24 GB); they are estimated only.
 """
 from __future__ import annotations
-import argparse, json, os, sys, tempfile, time
+import argparse, functools, json, os, sys, tempfile, time
 from pathlib import Path
 
 from common import child_env, run_child, write_result
 
 LABELS = 128
+# glibc keeps freed blocks below its (growing) mmap threshold in the heap, so the resident set would count memory
+# already freed. A fixed 128 KiB threshold maps every tensor of any size apart and unmaps it when freed: the resident
+# set then follows the live tensors, as a GPU allocator's count does.
+MALLOC = {"MALLOC_MMAP_THRESHOLD_": 131072, "MALLOC_TRIM_THRESHOLD_": 131072}
 OPTIONS = {  # option set -> train-job parameters
     "full fp32": dict(optim="adamw_torch"),
     "full bf16": dict(optim="adamw_torch", precision="bf16"),
@@ -116,6 +121,7 @@ def child(size:str, option:str, batch:int, method:str, folder:str, out:str):
     write_result(out, {"measured_bytes": int(measured), "estimate": est, "seconds": time.time() - t0, "steps": n})
 
 
+@functools.lru_cache(maxsize=None)
 def estimate_only(size:str, option:str, batch:int)->dict:
     "The estimate, from a model on the meta device (quantised weights counted at their stored size)."
     import torch
@@ -132,11 +138,41 @@ def estimate_only(size:str, option:str, batch:int)->dict:
 # (size, option, batch, method): what the table runs; the rest of the fit table is estimated
 PLAN = [
     ("base", "full fp32", 1, "rss"),
-    *[("base", o, 4, "rss") for o in ("full fp32", "gradient_checkpointing", "adafactor", "adamw_8bit", "lora", "lora 8-bit", "lora 4-bit")],
+    *[("base", o, 4, "rss") for o in ("full fp32", "gradient_checkpointing", "adafactor", "lora", "lora 4-bit")],
     ("small", "full fp32", 4, "rss"), ("small", "lora 4-bit", 4, "rss"),
     ("large-v3", "lora 4-bit + GC", 4, "rss"),
     ("large-v3-turbo", "gradient_checkpointing", 2, "rss"),
 ]
+
+
+FIT_OPTIONS = {  # option set -> how `estimate_only` is asked
+    "full bf16": "full bf16", "bf16 + GC": "bf16 + GC", "bf16 + GC + adafactor": "bf16 + GC + adafactor",
+    "LoRA bf16 + GC": "lora bf16 + GC", "LoRA 4-bit + GC": "lora 4-bit + GC",
+}
+OPTIONS["lora bf16 + GC"] = dict(optim="adamw_torch", lora=True, precision="bf16", gradient_checkpointing=True)
+GPUS = (16, 24, 48, 80)
+CUDA_OVERHEAD_GB = 1.0  # the CUDA context and the allocator's slack, kept free
+
+
+def largest_batch(size:str, option:str, gpu_gb:float, most:int=64)->int:
+    "The largest batch (at most `most`) whose estimate fits `gpu_gb` less `CUDA_OVERHEAD_GB`; 0 if none. The estimate is linear in the batch."
+    one, two = (estimate_only(size, option, b)["total"] for b in (1, 2))
+    per_row, fixed = two - one, 2 * one - two
+    return max(0, min(most, int(((gpu_gb - CUDA_OVERHEAD_GB) * 2**30 - fixed) // per_row)))
+
+
+def markdown(rows:list)->str:
+    "The measured table and the fit table, as bench/MEMORY.md shows them."
+    out = ["| size | options | batch | measured GB | estimate GB | estimate / measured | seconds |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        e = r["estimate"]["total"] / 2**30
+        if "skipped" in r: out.append(f"| {r['size']} | {r['option']} | {r['batch']} | not run ({r['skipped']}) | {e:.2f} | | |")
+        else: out.append(f"| {r['size']} | {r['option']} | {r['batch']} | {r['measured_gb']:.2f} | {e:.2f} | {r['estimate_over_measured']:.2f} | {r['seconds']:.0f} |")
+    out += ["", "| size | options | " + " | ".join(f"{g} GB" for g in GPUS) + " |", "|---|---|" + "---|" * len(GPUS)]
+    for size in ("base", "small", "medium", "large-v3", "large-v3-turbo"):
+        for name, option in FIT_OPTIONS.items():
+            out.append(f"| {size} | {name} | " + " | ".join(str(largest_batch(size, option, g) or "-") for g in GPUS) + " |")
+    return "\n".join(out)
 
 
 def main():
@@ -146,7 +182,9 @@ def main():
     ap.add_argument("--limit-gb", type=float, default=20)
     ap.add_argument("--out", default="bench/memory_results.json")
     ap.add_argument("--work", default=None)
+    ap.add_argument("--markdown", action="store_true", help="print the tables of --out's results and the fit table, and stop")
     a = ap.parse_args()
+    if a.markdown: return print(markdown(json.loads(Path(a.out).read_text())))
     if a.child: return child(a.child[0], a.child[1], int(a.child[2]), a.child[3], a.child[4], a.child[5])
     import torch
     from transformers import WhisperForConditionalGeneration
@@ -168,7 +206,7 @@ def main():
                 torch.manual_seed(0)
                 WhisperForConditionalGeneration(published_whisper_config(size)).to(torch.bfloat16).save_pretrained(folder)
             r = run_child([sys.executable, __file__, "--child", size, option, batch, method, folder, work / "r.json"], work / "r.json",
-                          work / "log.txt", child_env(OMP_NUM_THREADS=os.cpu_count()))
+                          work / "log.txt", child_env(OMP_NUM_THREADS=os.cpu_count(), **MALLOC))
             row.update(measured_gb=r["measured_bytes"] / 2**30, child_estimate=r["estimate"], seconds=round(r["seconds"], 1))
             row["estimate_over_measured"] = round(r["estimate"]["total"] / r["measured_bytes"], 3)
         rows.append(row)
