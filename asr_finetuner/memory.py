@@ -120,6 +120,7 @@ def memory_advice(cfg, # the train job's parameters
     "What would lower the peak, given what the run already does."
     tips = [] if cfg.gradient_checkpointing else ["gradient_checkpointing=True"]
     if not cfg.lora: tips.append("lora=True (adapters only: a few MB of gradients and optimizer states)")
+    if not getattr(cfg, "lora_bits", None): tips.append("lora_bits=4 (with lora: the frozen weights in 4 bits, an eighth of float32)")
     if cfg.optim.startswith("adamw") and "8bit" not in cfg.optim: tips.append("optim=adafactor")
     if cfg.train_batch_size > 1:
         tips.append(f"train_batch_size={max(1, cfg.train_batch_size // 2)} with grad_accum_steps={cfg.grad_accum_steps * 2} (the same rows a step)")
