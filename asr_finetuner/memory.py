@@ -53,13 +53,15 @@ def activation_bytes(config, # the model's `WhisperConfig`
     "What one training step keeps for its backward pass, at its peak."
     size, d, S, T = 2 if half else 4, config.d_model, config.max_source_positions, label_tokens
     scores = lambda q, k, heads: 2 * batch * heads * q * k if eager_attention else 0  # scores and their softmax
-    enc_layer = batch * S * (10 * d + 2 * config.encoder_ffn_dim) + scores(S, S, config.encoder_attention_heads)
-    dec_layer = batch * T * (14 * d + 2 * config.decoder_ffn_dim) + 2 * batch * S * d + scores(T, T + S, config.decoder_attention_heads)
+    # per position: two layer-norm inputs and outputs, q, k, v and the attention output (8 d), fc1's output and GELU's (2 ffn);
+    # the decoder adds its cross-attention's query and output (4 d) and, per layer, the keys and values of the encoder's output
+    enc_layer = batch * S * (8 * d + 2 * config.encoder_ffn_dim) + scores(S, S, config.encoder_attention_heads)
+    dec_layer = batch * T * (12 * d + 2 * config.decoder_ffn_dim) + 2 * batch * S * d + scores(T, T + S, config.decoder_attention_heads)
     front = batch * (config.num_mel_bins * 2 * S + 3 * d * 2 * S)  # the features and the two convolutions
     keep = lambda layers, per, width: (layers * width + per) if gradient_checkpointing else layers * per
     encoder = batch * S * d if freeze_encoder else front + keep(config.encoder_layers, enc_layer, batch * S * d)
     decoder = keep(config.decoder_layers, dec_layer, batch * T * d)
-    logits = 3 * batch * T * config.vocab_size  # logits, their log-softmax and its gradient, in float32
+    logits = 2 * batch * T * config.vocab_size  # logits and their log-softmax in float32 (the gradient takes the logits' place)
     return size * (encoder + decoder) + 4 * logits
 
 # %% ../nbs/19_memory.ipynb #19e0000c

@@ -40,6 +40,13 @@ def test_train_saves_a_plain_model_of_the_shape(trained):
     assert "quantization_config" not in json.loads((out / "config.json").read_text())  # merged and dequantised: plain float32
     assert {type(m).__name__ for m in model.modules() if "Linear" in type(m).__name__} == {"Linear"}
     assert trained["metrics"].steps == 2 and trained["metrics"].final_loss is not None
+    plan = trained["metrics"].plan
+    adapters = plan["trainable_parameters"] if shape == "large-v3-turbo" else 0  # merged away since
+    assert plan["parameters"] - adapters == sum(p.numel() for p in model.parameters())  # 4-bit weights counted as the parameters they hold
+    if shape == "large-v3-turbo":  # the plan saw the quantised linear layers: their weights at half a byte
+        quantised = sum(m.weight.numel() for n, m in model.named_modules() if type(m).__name__ == "Linear" and n != "proj_out")
+        assert plan["memory_estimate"]["weights"] < 4 * plan["parameters"] - 3.4 * quantised and plan["trainable_parameters"] < plan["parameters"] / 10
+    else: assert plan["memory_estimate"]["weights"] == 4 * plan["parameters"]
 
 
 def test_evaluate_transcribe_and_export_take_the_saved_folder(trained, sample_dir, tmp_path):
