@@ -7,17 +7,17 @@ Run from the repository root:
 Each configuration runs in a fresh process (`common.run_child`): a model of the published size with random weights
 (`published_whisper_config`; memory does not depend on the weights' values), full 30 s windows (3000 mel frames),
 labels of 128 tokens, and two optimizer steps (the second starts with the optimizer's states allocated, as every
-later step of a training does). Two measurements:
+later step of a training does; one step for the large sizes, which take minutes a step here). The steps are run for
+real; the figure is the process's peak resident set (`VmHWM`, reset through `/proc/self/clear_refs` once the model is
+built) less its resident set before the model existed (after every import), with glibc set to return freed tensors
+to the system at once (`MALLOC`), so that it follows the live tensors as a GPU allocator's count does.
 
-- `rss`: the steps are run for real; the figure is the process's peak resident set (`VmHWM`, reset through
-  `/proc/self/clear_refs` once the model is built) less its resident set before the model existed (after every import),
-  with glibc set to return freed tensors to the system at once (`MALLOC`);
-- `tensors`: the same code under `FakeTensorMode` with torch's `MemTracker`: the peak of the bytes held by tensors, what
-  `torch.cuda.max_memory_allocated` counts on a GPU, with no arithmetic done. Used where real arithmetic is too slow
-  here (bf16 runs about 8x slower than fp32 on this CPU, which lacks AVX-512 BF16) or the model would not fit.
+Beside each: `asr_finetuner.memory.memory_estimate` for the same model, batch, labels and options (recomputed from a
+meta-device model when the tables are printed, so they show the library as it is). Configurations whose estimate is
+above `--limit-gb` are not run (the machine has 24 GB): estimated only. bf16 autocast is not measured: bf16 matrix
+products run about 8x slower than fp32 on this CPU (no AVX-512 BF16), so the fit table's bf16 rows are estimates.
 
-Beside each: `asr_finetuner.memory.memory_estimate` for the same model, batch, labels and options. Configurations
-whose estimate is above `--limit-gb` are not run for real (the machine has 24 GB); they are estimated only.
+    .venv/bin/python bench/memory_bench.py --out bench/memory_results.json --markdown   # the tables of MEMORY.md
 """
 from __future__ import annotations
 import argparse, functools, json, os, sys, tempfile, time
@@ -96,26 +96,11 @@ def child(size:str, option:str, batch:int, method:str, folder:str, out:str):
     if opts.get("lora_bits") or "8bit" in opts["optim"]: import bitsandbytes  # noqa: F401
     n = 1 if size.startswith("large") else 2
     t0 = time.time()
-    if method == "rss":
-        base = rss_kb("VmRSS")
-        model = build(size, opts, Path(folder)); optimizer = optimizer_for(model, opts["optim"])
-        open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM) to now
-        steps(model, optimizer, batch, opts.get("precision") == "bf16", n)
-        measured = (rss_kb("VmHWM") - base) * 1024
-    else:
-        from torch._subclasses.fake_tensor import FakeTensorMode
-        from torch.distributed._tools.mem_tracker import MemTracker
-        real_hook = torch.Tensor.register_hook  # MemTracker hooks every parameter; frozen ones refuse hooks (torch 2.13)
-        class _NoHook:
-            def remove(self): pass
-        real_post = torch.Tensor.register_post_accumulate_grad_hook
-        torch.Tensor.register_hook = lambda t, hook: real_hook(t, hook) if t.requires_grad else _NoHook()
-        torch.Tensor.register_post_accumulate_grad_hook = lambda t, hook: real_post(t, hook) if t.requires_grad else _NoHook()
-        with FakeTensorMode():
-            model = build(size, opts, Path(folder)); optimizer = optimizer_for(model, opts["optim"])
-            tracker = MemTracker(); tracker.track_external(model, optimizer)
-            with tracker: steps(model, optimizer, batch, opts.get("precision") == "bf16", n)
-            measured = max(tracker.get_tracker_snapshot("peak")[d]["Total"] for d in tracker.get_tracker_snapshot("peak"))
+    base = rss_kb("VmRSS")
+    model = build(size, opts, Path(folder)); optimizer = optimizer_for(model, opts["optim"])
+    open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM) to now
+    steps(model, optimizer, batch, opts.get("precision") == "bf16", n)
+    measured = (rss_kb("VmHWM") - base) * 1024
     est = memory_estimate(model, batch, LABELS, opts["optim"], opts.get("precision", "fp32"), opts.get("gradient_checkpointing", False),
                           opts.get("freeze_encoder", False))
     write_result(out, {"measured_bytes": int(measured), "estimate": est, "seconds": time.time() - t0, "steps": n})
@@ -147,7 +132,7 @@ PLAN = [
 
 FIT_OPTIONS = {  # option set -> how `estimate_only` is asked
     "full bf16": "full bf16", "bf16 + GC": "bf16 + GC", "bf16 + GC + adafactor": "bf16 + GC + adafactor",
-    "LoRA bf16 + GC": "lora bf16 + GC", "LoRA 4-bit + GC": "lora 4-bit + GC",
+    "LoRA bf16 + GC": "lora bf16 + GC", "LoRA 4-bit + GC (fp32 compute)": "lora 4-bit + GC",
 }
 OPTIONS["lora bf16 + GC"] = dict(optim="adamw_torch", lora=True, precision="bf16", gradient_checkpointing=True)
 GPUS = (16, 24, 48, 80)
