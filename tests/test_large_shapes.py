@@ -13,14 +13,23 @@ from asr_finetuner.transcribe import transcribe
 from asr_finetuner.whisper import LARGE_SHAPES, build_tiny_whisper, load_model, load_processor, no_speech_token
 
 pytest.importorskip("ctranslate2", reason="the export extra is part of dev: pip install -e '.[dev]'")
+pytestmark = pytest.mark.xdist_group("large_shapes")  # one worker builds each shape's model once, not one per test
 TRAINING = {"large-v3": {}, "large-v3-turbo": dict(lora=True, lora_rank=4, lora_bits=4, optim="adamw_8bit")}
 
 
-@pytest.fixture(scope="module", params=list(LARGE_SHAPES))
-def trained(request, tmp_path_factory, sample_dir):
-    "A tiny model of the shape (the real 30 s window, which faster-whisper insists on), trained two steps and saved by the train job."
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, sample_dir):
+    "Each shape's trained folder, made on first use and kept for the module (whatever order the tests run in)."
     pytest.importorskip("bitsandbytes")
-    shape, d = request.param, tmp_path_factory.mktemp(request.param)
+    cache = {}
+    def get(shape):
+        if shape not in cache: cache[shape] = train_shape(shape, tmp_path_factory.mktemp(shape), sample_dir)
+        return cache[shape]
+    return get
+
+
+def train_shape(shape, d, sample_dir):
+    "A tiny model of the shape (the real 30 s window, which faster-whisper insists on), trained two steps and saved by the train job."
     build_tiny_whisper(d / "base", language="it", window_seconds=30, seed=0, **LARGE_SHAPES[shape])
     preprocess(artifact_name="it", model_id=str(d / "base"), dataset_name=str(sample_dir), max_train_samples=8, max_eval_samples=4,
                artifacts_dir=str(d / "arts"), num_proc=1)
@@ -28,6 +37,11 @@ def trained(request, tmp_path_factory, sample_dir):
               output_dir=str(d / "out"), max_steps=2, eval_steps=1000, save_steps=2, logging_steps=1, warmup_steps=0, train_batch_size=4,
               eval_batch_size=4, learning_rate=1e-3, generation_max_length=4, **TRAINING[shape])
     return {"shape": shape, "dir": d, "out": d / "out", "metrics": m}
+
+
+@pytest.fixture(params=list(LARGE_SHAPES))
+def trained(request, built):
+    return built(request.param)
 
 
 def test_train_saves_a_plain_model_of_the_shape(trained):
