@@ -29,7 +29,7 @@ def weight_bytes(model, # the model as it will train
     linear = {id(m.weight): m.weight for n, m in model.named_modules() if type(m).__name__ == "Linear" and n != "proj_out"}
     quantised = sum(w.numel() for w in linear.values())
     rest = sum(p.numel() * p.element_size() for p in model.parameters() if id(p) not in linear)
-    return rest + int(quantised * (lora_bits / 8 + (4 / 64 if lora_bits == 4 else 0))) + (4 * len(linear) * 5120 if lora_bits == 8 else 0)
+    return rest + int(quantised * (lora_bits / 8 + (4 / 64 if lora_bits == 4 else 0))) + (4 * sum(w.shape[0] for w in linear.values()) if lora_bits == 8 else 0)  # int8: a float32 scale per row
 
 # %% ../nbs/19_memory.ipynb #19e00008
 def optimizer_bytes(model, # the model, with requires_grad set as it will train
@@ -92,7 +92,7 @@ def memory_estimate(model, # the model as it will train (requires_grad set; LoRA
     trainable = adapters or trainable
     optimizer = (2 if "8bit" in optim else 8) * adapters if adapters else optimizer_bytes(model, optim)
     half = precision in ("bf16", "fp16")
-    copies = 2 * (total - (sum(p.numel() for p in model.model.encoder.parameters()) if freeze_encoder else 0)) if half else 0
+    copies = 2 * (total - (sum(p.numel() for p in model.get_encoder().parameters()) if freeze_encoder else 0)) if half else 0
     parts = {"weights": weight_bytes(model, lora_bits) + 4 * adapters, "gradients": 4 * trainable, "optimizer": optimizer,
              "activations": copies + activation_bytes(model.config, batch, label_tokens, half, gradient_checkpointing, freeze_encoder,
                                                       attn_implementation == "eager")}
