@@ -5,19 +5,23 @@
 # %% ../nbs/14_checks.ipynb #c4ec0b02
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 from transformers import TrainerCallback
 
 from .audio import SAMPLING_RATE, pad_to_window
-from .decoding import transcribe_arrays, transcribe_frames, window_frames
+from .decoding import generate_segments, long_form_options, transcribe_arrays, transcribe_frames, window_frames
 from .noise import pink_noise, white_noise
 from .text import normalize_text
-from .config import language_code_of
+from .config import DEFAULT_NO_SPEECH_THRESHOLD, DecodingOptions, TranscribeConfig, language_code_of
 
 # %% auto #0
-__all__ = ['NOISE_LEVELS_DBFS', 'FRAMES_PER_SECOND', 'non_speech_clips', 'hallucination_rate', 'quiet_runs', 'pause_clips',
-           'detected_languages', 'language_accuracy', 'GuardrailChecks', 'check_history']
+__all__ = ['NOISE_LEVELS_DBFS', 'FRAMES_PER_SECOND', 'MAX_SPEECH_SKIPPED', 'non_speech_clips', 'hallucination_rate', 'quiet_runs',
+           'pause_clips', 'detected_languages', 'language_accuracy', 'transcribe_options', 'window_features',
+           'gated_hallucination_rate', 'no_speech_probabilities', 'auroc', 'calibrated_threshold', 'GuardrailChecks',
+           'check_history']
 
 # %% ../nbs/14_checks.ipynb #c4ec0b07
 NOISE_LEVELS_DBFS = (-60, -40) # RMS levels of the noise clips
@@ -102,6 +106,89 @@ def language_accuracy(model, # a Whisper model
     code = language_code_of(language)
     return float(np.mean([c == code for c in detected_languages(model, frames)])) if frames else float("nan")
 
+# %% ../nbs/14_checks.ipynb #c4ec0c02
+def transcribe_options(no_speech_threshold:float|None, # the no-speech threshold to gate with (None: transcribe's default)
+                       max_length:int=64, # longest output per window, in tokens
+                      )->DecodingOptions:
+    "The transcribe job's default decoding (temperature fallback and thresholds) with this no-speech threshold."
+    d = {f.name: f.default for f in dataclasses.fields(TranscribeConfig)}
+    return DecodingOptions(d["num_beams"], max_length, tuple(d["temperature"]), d["compression_ratio_threshold"], d["logprob_threshold"],
+                           DEFAULT_NO_SPEECH_THRESHOLD if no_speech_threshold is None else no_speech_threshold, d["condition_on_prev_tokens"])
+
+# %% ../nbs/14_checks.ipynb #c4ec0c04
+def window_features(model, # a Whisper model
+                    processor, # its processor
+                    clips:dict, # name -> samples, each at most the model's window
+                    pauses:dict|None=None, # name -> stored frames, from `pause_clips` (None: none)
+                   )->np.ndarray: # float32 (clips + pauses, n_mels, window frames)
+    "The clips' features and the pauses' frames, each padded to the model's window as the feature extractor pads."
+    fe, n = processor.feature_extractor, window_frames(model)
+    feats = [fe(list(clips.values()), sampling_rate=fe.sampling_rate, padding="max_length", max_length=fe.n_samples, truncation=True,
+                return_tensors="np", return_attention_mask=False).input_features] if clips else []
+    feats += [pad_to_window(np.asarray(f), n)[None] for f in (pauses or {}).values()]
+    return np.concatenate(feats).astype(np.float32) if feats else np.zeros((0, model.config.num_mel_bins, n), np.float32)
+
+# %% ../nbs/14_checks.ipynb #c4ec0c06
+def gated_hallucination_rate(model, # a Whisper model
+                             processor, # its processor
+                             clips:dict, # name -> samples without speech, from `non_speech_clips`
+                             language:str|None, # language to decode in (None: detected)
+                             task:str="transcribe", # transcribe or translate
+                             options:DecodingOptions|None=None, # how to decode (None: `transcribe_options(None)`)
+                             pauses:dict|None=None, # name -> stored frames without speech, from `pause_clips`
+                             seed:int=0, # seed of the fallback's sampling
+                            )->dict: # {hallucination_rate, non_speech_clips, hallucinated: {name: text}}
+    "The share of clips without speech on which transcribe's decoding (fallback and no-speech gating) writes words."
+    names, feats = [*clips, *(pauses or {})], torch.from_numpy(window_features(model, processor, clips, pauses))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        segments = generate_segments(model, processor.tokenizer, feats, torch.ones(feats.shape[0], feats.shape[-1], dtype=torch.long),
+                                     language, task, **long_form_options(options or transcribe_options(None), model))
+    texts = {name: " ".join(s["text"].strip() for s in segs).strip() for name, segs in zip(names, segments)}
+    written = {name: t for name, t in texts.items() if normalize_text(t).strip()}
+    return {"hallucination_rate": len(written) / len(names), "non_speech_clips": len(names), "hallucinated": written}
+
+# %% ../nbs/14_checks.ipynb #c4ec0c0a
+def no_speech_probabilities(model, # a Whisper model
+                            features:np.ndarray, # (windows, n_mels, window frames), e.g. from `window_features`
+                            batch_size:int=16, # windows per forward pass
+                           )->np.ndarray: # float64, one per window
+    "Each window's no-speech probability, as transformers' gate reads it: the no-speech token's right after `<|startoftranscript|>`."
+    sot, token = model.config.decoder_start_token_id, model.generation_config.no_timestamps_token_id - 1
+    out = []
+    for start in range(0, len(features), batch_size):
+        x = torch.as_tensor(features[start:start + batch_size]).to(model.device, model.dtype)
+        with torch.inference_mode():
+            logits = model(input_features=x, decoder_input_ids=torch.full((len(x), 1), sot, device=model.device)).logits[:, 0]
+        out.append(logits.float().softmax(-1)[:, token].double().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0)
+
+# %% ../nbs/14_checks.ipynb #c4ec0c0d
+def auroc(positives, # scores of what should score high (non-speech windows' no-speech probability)
+          negatives, # scores of what should score low (speech windows')
+         )->float: # from 0 to 1; 0.5: no separation; nan when either is empty
+    "The area under the ROC curve: the chance that a random positive scores above a random negative, ties counting half."
+    p, n = np.asarray(positives, float)[:, None], np.asarray(negatives, float)[None, :]
+    if not p.size or not n.size: return float("nan")
+    return float((p > n).mean() + 0.5 * (p == n).mean())
+
+# %% ../nbs/14_checks.ipynb #c4ec0c10
+MAX_SPEECH_SKIPPED = 0.02 # the most speech windows a calibrated threshold may skip
+
+def calibrated_threshold(speech, # no-speech probabilities of speech windows
+                         non_speech, # no-speech probabilities of windows without speech
+                         max_speech_skipped:float=MAX_SPEECH_SKIPPED, # the most speech windows it may skip
+                        )->dict: # {threshold, non_speech_caught, speech_skipped, speech_windows, non_speech_windows}
+    "The no-speech threshold that best separates non-speech from speech windows (a window is skipped above it)."
+    sp, ns = np.asarray(speech, float), np.asarray(non_speech, float)
+    values = np.unique(np.clip(np.concatenate([sp, ns]), 1e-12, 1.0))
+    candidates = np.concatenate([np.sqrt(values[:-1] * values[1:]), [1.0]])
+    caught, skipped = ((ns[:, None] > candidates).mean(0), (sp[:, None] > candidates).mean(0))
+    score = np.where(skipped <= max_speech_skipped, caught - skipped, -np.inf)
+    best = int(np.argmax(score))
+    return {"threshold": float(candidates[best]), "non_speech_caught": float(caught[best]), "speech_skipped": float(skipped[best]),
+            "speech_windows": len(sp), "non_speech_windows": len(ns)}
+
 # %% ../nbs/14_checks.ipynb #c4ec0b10
 class GuardrailChecks(TrainerCallback):
     "Hallucination on non-speech and language identification, at step 0 and at the end of training."
@@ -116,15 +203,18 @@ class GuardrailChecks(TrainerCallback):
         self.processor, self.eval_frames, self.language, self.task, self.max_length = processor, eval_frames, language, task, max_length
         self.other_sets, self.pauses = other_sets or {}, pauses or {}
 
-    def run(self, model)->dict:
-        "Both checks on `model`, as log-history entries (`checks_` keys)."
+    def run(self, model, # the model to check
+            calibrate:bool=False, # also pick the no-speech threshold (at the end), and gate with it
+           )->dict:
+        "The checks on `model`, as log-history entries (`checks_` keys)."
         was_training = model.training
         model.eval()
         fe = self.processor.feature_extractor
-        clips = non_speech_clips(min(5.0, fe.n_samples / fe.sampling_rate), fe.sampling_rate)
+        seconds = min(5.0, fe.n_samples / fe.sampling_rate)
+        clips = non_speech_clips(seconds, fe.sampling_rate)
         h = hallucination_rate(model, self.processor, clips, self.language, self.task, self.max_length, self.pauses)
         out = {"checks_hallucination_rate": h["hallucination_rate"], "checks_non_speech_clips": h["non_speech_clips"],
-               "checks_pause_clips": len(self.pauses),
+               "checks_pause_clips": len(self.pauses), **self._no_speech(model, clips, seconds, calibrate),
                "checks_language_accuracy": language_accuracy(model, self.eval_frames, self.language),
                "checks_language_clips": len(self.eval_frames)}
         for name, (frames, language) in self.other_sets.items():
@@ -133,13 +223,28 @@ class GuardrailChecks(TrainerCallback):
         model.train(was_training)
         return out
 
-    def _record(self, state, model):
-        if state.is_world_process_zero: state.log_history.append({"step": state.global_step, **self.run(model)})
+    def _no_speech(self, model, clips:dict, seconds:float, calibrate:bool)->dict:
+        "The gated rate, the no-speech probability's separation (AUROC), and at the end the calibrated threshold."
+        n, fe = window_frames(model), self.processor.feature_extractor
+        speech = no_speech_probabilities(model, np.stack([pad_to_window(np.asarray(f), n) for f in self.eval_frames])) if self.eval_frames else np.zeros(0)
+        held_out = non_speech_clips(seconds, fe.sampling_rate, seed=1)  # other noise than the gated rate's clips
+        non_speech = no_speech_probabilities(model, window_features(model, self.processor, held_out, self.pauses))
+        out = {"checks_no_speech_auroc": auroc(non_speech, speech), "checks_no_speech_prob_speech": float(np.median(speech)),
+               "checks_no_speech_prob_non_speech": float(np.median(non_speech))}
+        if calibrate: out.update({f"checks_calibrated_{k}": v for k, v in calibrated_threshold(speech, non_speech).items()})
+        threshold = out["checks_calibrated_threshold"] if calibrate else getattr(model.generation_config, "calibrated_no_speech_threshold", None)
+        g = gated_hallucination_rate(model, self.processor, clips, self.language, self.task, transcribe_options(threshold, self.max_length),
+                                     self.pauses)
+        return {**out, "checks_hallucination_rate_gated": g["hallucination_rate"],
+                "checks_no_speech_threshold": DEFAULT_NO_SPEECH_THRESHOLD if threshold is None else threshold}
+
+    def _record(self, state, model, calibrate:bool=False):
+        if state.is_world_process_zero: state.log_history.append({"step": state.global_step, **self.run(model, calibrate)})
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         if state.global_step == 0: self._record(state, model)
 
-    def on_train_end(self, args, state, control, model=None, **kwargs): self._record(state, model)
+    def on_train_end(self, args, state, control, model=None, **kwargs): self._record(state, model, calibrate=True)
 
 # %% ../nbs/14_checks.ipynb #c4ec0b13
 def _check_entry(h:dict)->dict:

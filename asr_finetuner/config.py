@@ -14,9 +14,9 @@ import yaml
 # %% auto #0
 __all__ = ['TASKS', 'LANGUAGES', 'TO_LANGUAGE_CODE', 'REQUIRED', 'MAX_LABEL_TOKENS', 'PRECISIONS', 'OPTIMIZERS', 'ATTENTION',
            'BACKENDS', 'EXPORT_QUANTIZATIONS', 'NOISE_TYPES', 'BEST_METRICS', 'OUTPUT_FORMATS', 'SUBTITLE_FORMATS',
-           'InputError', 'language_name', 'language_code_of', 'param', 'coerce', 'JobConfig', 'PreprocessConfig',
-           'export_targets', 'TrainConfig', 'DecodingOptions', 'EvalData', 'EvaluateConfig', 'TranscribeConfig',
-           'ExportConfig', 'read_config_file', 'make_config', 'save_config']
+           'DEFAULT_NO_SPEECH_THRESHOLD', 'InputError', 'language_name', 'language_code_of', 'param', 'coerce',
+           'JobConfig', 'PreprocessConfig', 'export_targets', 'TrainConfig', 'DecodingOptions', 'EvalData',
+           'EvaluateConfig', 'TranscribeConfig', 'ExportConfig', 'read_config_file', 'make_config', 'save_config']
 
 # %% ../nbs/00_config.ipynb #f8dcbd1e
 class InputError(ValueError):
@@ -287,6 +287,17 @@ def _check_mix(cfg)->dict:
                          f"artifact_name, with shares summing below 1 (artifact_name supplies the rest).")
     return shares
 
+# %% ../nbs/00_config.ipynb #81341031
+def _check_nospeech(cfg):
+    "nospeech_share from 0 to below 0.5, leaving room beside mix_artifacts; nospeech_dir only with it."
+    if not 0 <= cfg.nospeech_share < 0.5:
+        raise InputError(f"Parameter nospeech_share={cfg.nospeech_share} must be at least 0 and below 0.5 (e.g. 0.03; 0 turns it off).")
+    if cfg.nospeech_dir and not cfg.nospeech_share:
+        raise InputError("nospeech_dir is given but nospeech_share is 0: give the share of training rows without speech too (e.g. nospeech_share=0.03).")
+    if cfg.nospeech_share + sum(cfg.mix_shares.values()) >= 1:
+        raise InputError(f"nospeech_share={cfg.nospeech_share} and the shares of mix_artifacts sum to 1 or more: "
+                         "lower them, artifact_name supplies the rest.")
+
 # %% ../nbs/00_config.ipynb #81341025
 def _check_spec_augment(cfg):
     for n in ("mask_time_prob", "mask_feature_prob"):
@@ -351,6 +362,11 @@ class TrainConfig(JobConfig):
                                                "SET:METRIC for a set of eval_sets, or last (the last step)")
     mix_artifacts: list[str] = param((), "further training artifacts, each with the share of training rows drawn from it "
                                          "(e.g. general-it:0.2,replay-en:0.1); artifact_name supplies the rest; empty: none")
+    nospeech_share: float = param(0.0, "share of training rows that hold no speech, labelled as Whisper's no-speech target: pauses "
+                                       "cut from the training clips, digital silence, white, pink and babble noise at random levels, "
+                                       "and the recordings of noise_dir and nospeech_dir; 0: none (0.02 to 0.05 recommended)")
+    nospeech_dir: Optional[str] = param(None, "folder of your own recordings without speech (music, room tone, hold music; WAV, "
+                                              "FLAC, OGG, MP3) for nospeech_share to draw from as well")
     export_formats: list[str] = param((), "export the saved model for deployment at the end, each checked by WER against it "
                                           "(e.g. ctranslate2:int8,ggml:f16), into export/FORMAT-QUANTIZATION; empty: none")
     lora: bool = param(False, "train LoRA adapters (needs the lora extra: peft), merged before saving")
@@ -391,6 +407,7 @@ class TrainConfig(JobConfig):
         _check_eval_sets(self)
         # list parameters are parsed here, once: the parsed forms are attributes beside the fields (not saved, not parameters)
         self.mix_shares = _check_mix(self)  # {artifact name: share of training rows}
+        _check_nospeech(self)
         self.export_targets = tuple(export_targets(_names(self.export_formats)))  # ((format, quantization), ...)
         self.lora_target_modules = _names(self.lora_target_modules)
         if self.lora and not self.lora_target_modules: raise InputError("Parameter lora_target_modules is empty: name the layers to adapt (e.g. q_proj,v_proj).")
@@ -531,6 +548,8 @@ def _check_long_form(cfg):
         raise InputError("Parameter no_speech_threshold needs logprob_threshold: a window is silence when both say so. "
                          "Set logprob_threshold (e.g. -1.0), or no_speech_threshold to none.")
 
+DEFAULT_NO_SPEECH_THRESHOLD = 0.6 # transcribe's no-speech threshold for a model that has none of its own (OpenAI's)
+
 @dataclass
 class TranscribeConfig(JobConfig):
     "Parameters of the transcribe job: a model and audio files in; their transcripts out."
@@ -556,8 +575,10 @@ class TranscribeConfig(JobConfig):
     compression_ratio_threshold: Optional[float] = param(1.35, "fall back when a window's token ids compress better than "
                                                                "this with zlib (a repetition loop); none: no check")
     logprob_threshold: Optional[float] = param(-1.0, "fall back when a window's mean token log-probability is below this; none: no check")
-    no_speech_threshold: Optional[float] = param(0.6, "skip a window as silence when its no-speech probability is above this "
-                                                      "and its log-probability below logprob_threshold; none: never skip")
+    no_speech_threshold: Optional[float] = param(None, "skip a window as silence when its no-speech probability is above this "
+                                                       "and its log-probability below logprob_threshold; none: the model's own "
+                                                       "(calibrated by the train job, in generation_config.json or export.json), "
+                                                       "else 0.6; 1: never skip")
 
     def __post_init__(self):
         if isinstance(self.temperature, (int, float)) and not isinstance(self.temperature, bool): self.temperature = [self.temperature]
@@ -573,10 +594,13 @@ class TranscribeConfig(JobConfig):
         _check_long_form(self)
         _check_subtitle_outputs(self)
 
-    def decoding(self)->DecodingOptions:
-        "How the job decodes: its beams, length, temperature fallback and thresholds."
+    def decoding(self, model_threshold:float|None=None, # the model's own no_speech_threshold (None: it has none)
+                )->DecodingOptions:
+        "How the job decodes: its beams, length, temperature fallback and thresholds (no_speech_threshold: given, the model's, or 0.6)."
+        own = self.no_speech_threshold if self.no_speech_threshold is not None else model_threshold
+        no_speech = None if self.logprob_threshold is None else (DEFAULT_NO_SPEECH_THRESHOLD if own is None else own)
         return DecodingOptions(self.num_beams, self.generation_max_length, tuple(self.temperature), self.compression_ratio_threshold,
-                               self.logprob_threshold, self.no_speech_threshold, self.condition_on_prev_tokens)
+                               self.logprob_threshold, no_speech, self.condition_on_prev_tokens)
 
 # %% ../nbs/00_config.ipynb #e4a0c002
 @dataclass
