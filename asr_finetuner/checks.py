@@ -15,7 +15,7 @@ from .audio import SAMPLING_RATE, pad_to_window
 from .decoding import generate_segments, long_form_options, transcribe_arrays, transcribe_frames, window_frames
 from .noise import pink_noise, white_noise
 from .text import normalize_text
-from .config import DEFAULT_NO_SPEECH_THRESHOLD, DecodingOptions, TranscribeConfig, language_code_of
+from .config import CALIBRATED_FIELD, DEFAULT_NO_SPEECH_THRESHOLD, DecodingOptions, TranscribeConfig, language_code_of
 
 # %% auto #0
 __all__ = ['NOISE_LEVELS_DBFS', 'FRAMES_PER_SECOND', 'MAX_SPEECH_SKIPPED', 'non_speech_clips', 'hallucination_rate', 'quiet_runs',
@@ -232,7 +232,7 @@ class GuardrailChecks(TrainerCallback):
         out = {"checks_no_speech_auroc": auroc(non_speech, speech), "checks_no_speech_prob_speech": float(np.median(speech)),
                "checks_no_speech_prob_non_speech": float(np.median(non_speech))}
         if calibrate: out.update({f"checks_calibrated_{k}": v for k, v in calibrated_threshold(speech, non_speech).items()})
-        threshold = out["checks_calibrated_threshold"] if calibrate else getattr(model.generation_config, "calibrated_no_speech_threshold", None)
+        threshold = out["checks_calibrated_threshold"] if calibrate else getattr(model.generation_config, CALIBRATED_FIELD, None)
         g = gated_hallucination_rate(model, self.processor, clips, self.language, self.task, transcribe_options(threshold, self.max_length),
                                      self.pauses)
         return {**out, "checks_hallucination_rate_gated": g["hallucination_rate"],

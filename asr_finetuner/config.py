@@ -14,9 +14,10 @@ import yaml
 # %% auto #0
 __all__ = ['TASKS', 'LANGUAGES', 'TO_LANGUAGE_CODE', 'REQUIRED', 'MAX_LABEL_TOKENS', 'PRECISIONS', 'OPTIMIZERS', 'ATTENTION',
            'BACKENDS', 'EXPORT_QUANTIZATIONS', 'NOISE_TYPES', 'BEST_METRICS', 'OUTPUT_FORMATS', 'SUBTITLE_FORMATS',
-           'DEFAULT_NO_SPEECH_THRESHOLD', 'InputError', 'language_name', 'language_code_of', 'param', 'coerce',
-           'JobConfig', 'PreprocessConfig', 'export_targets', 'TrainConfig', 'DecodingOptions', 'EvalData',
-           'EvaluateConfig', 'TranscribeConfig', 'ExportConfig', 'read_config_file', 'make_config', 'save_config']
+           'DEFAULT_NO_SPEECH_THRESHOLD', 'CALIBRATED_FIELD', 'InputError', 'language_name', 'language_code_of',
+           'param', 'coerce', 'JobConfig', 'PreprocessConfig', 'export_targets', 'TrainConfig', 'DecodingOptions',
+           'EvalData', 'EvaluateConfig', 'TranscribeConfig', 'ExportConfig', 'read_config_file', 'make_config',
+           'save_config']
 
 # %% ../nbs/00_config.ipynb #f8dcbd1e
 class InputError(ValueError):
@@ -549,6 +550,7 @@ def _check_long_form(cfg):
                          "Set logprob_threshold (e.g. -1.0), or no_speech_threshold to none.")
 
 DEFAULT_NO_SPEECH_THRESHOLD = 0.6 # transcribe's no-speech threshold for a model that has none of its own (OpenAI's)
+CALIBRATED_FIELD = "calibrated_no_speech_threshold" # the generation-config (and export.json) field of a model's own threshold
 
 @dataclass
 class TranscribeConfig(JobConfig):

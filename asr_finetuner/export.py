@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import __version__
-from .config import DecodingOptions, ExportConfig, InputError, TrainConfig, language_code_of, language_name, make_config
+from .config import CALIBRATED_FIELD, DecodingOptions, ExportConfig, InputError, TrainConfig, language_code_of, language_name, make_config
 from .artifacts import JsonRecord
 from .audio import SAMPLING_RATE
 from .text import asr_metrics
@@ -88,6 +88,7 @@ class ExportRecord(JsonRecord):
     parity: dict|None = None # {clips, words, data, source: {wer, ...}, export: {wer, ...}, wer_increase, passed, max_wer_increase}
     error: str|None = None # why the check failed
     asr_finetuner_version: str = __version__ # the exporter's version
+    calibrated_no_speech_threshold: float|None = None # the source model's calibrated no-speech threshold, for the runtimes (None: none)
 
 # %% ../nbs/24_export.ipynb #e4b00031
 RUNTIME_PACKAGES = {"ctranslate2": ("faster-whisper", "faster_whisper"), "ggml": ("whisper.cpp (pywhispercpp)", "pywhispercpp")} # format -> (runtime, its package)
@@ -140,11 +141,13 @@ def export(config:ExportConfig|None=None, # the job's parameters as an object, o
     source = TransformersRuntime(str(folder), cfg.threads) if cfg.parity_check else None
     generation = load_model(str(folder)).generation_config if source is None else source.model.generation_config
     own_language, own_task = getattr(generation, "language", None), getattr(generation, "task", None)
+    threshold = getattr(generation, CALIBRATED_FIELD, None)
     language = cfg.language or (language_name(own_language) if own_language else None)
     task = cfg.task or own_task or "transcribe"
     files = write_export(cfg, folder)
     record = ExportRecord(cfg.format, cfg.quantization, runtime, _version(package), str(cfg.model_id), language and language_code_of(language),
-                          task, files, _size_mb(out), "unchecked", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                          task, files, _size_mb(out), "unchecked", datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                          calibrated_no_speech_threshold=threshold)
     record.write(out / "export.json")  # the exported runtimes read the language and task from it
     if cfg.parity_check:
         try: record.parity = check_parity(cfg, source, language, task)
@@ -181,6 +184,13 @@ def export_summary(record:ExportRecord, # what export.json holds
             f"real-time factor {p['source']['real_time_factor']} -> {p['export']['real_time_factor']}; {'passed' if p['passed'] else 'FAILED'}")
 
 # %% ../nbs/24_export.ipynb #ea835ec9
+def _threshold_note(record:ExportRecord)->str:
+    "How to pass the calibrated no-speech threshold to the bare runtimes ('' without one)."
+    t = record.calibrated_no_speech_threshold
+    if t is None: return ""
+    return (f", and the no-speech threshold calibrated in training ({t:.3g}): `no_speech_threshold={t:.3g}` for faster-whisper's "
+            f"`transcribe`, `--no-speech-thold {t:.3g}` for whisper.cpp (asr-finetuner's transcribe job reads it from `export.json`)")
+
 CARD_HEADING = "## Exports for deployment"
 
 def note_in_model_card(folder:Path, # the source model's folder
@@ -198,7 +208,8 @@ def note_in_model_card(folder:Path, # the source model's folder
     text = card.read_text(encoding="utf-8")
     if CARD_HEADING not in text:
         text = text.rstrip("\n") + (f"\n\n{CARD_HEADING}\n\nNeither runtime reads `generation_config.json`: pass the language "
-                                    f"(`{record.language}`) and the task (`{record.task}`) yourself, as `export.json` records them.\n\n"
+                                    f"(`{record.language}`) and the task (`{record.task}`) yourself, as `export.json` records them"
+                                    f"{_threshold_note(record)}.\n\n"
                                     "| export | runtime | quantization | size | parity | status |\n|---|---|---|---|---|---|\n")
     lines = [l for l in text.rstrip("\n").split("\n") if not l.startswith(f"| `{where}` |")]
     card.write_text("\n".join(lines) + "\n" + line + "\n", encoding="utf-8")

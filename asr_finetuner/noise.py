@@ -106,14 +106,15 @@ def generated_noise(kind:str, # white or pink
 
 def noise_recordings(folder:str|Path, # a folder of noise recordings
                      feature_extractor, # the model's feature extractor
+                     param:str="noise_dir", # the parameter that named the folder, for messages
                     )->NoiseBank:
     "A bank of the recordings in `folder` (and its subfolders), resampled to the extractor's rate."
     folder = Path(folder).expanduser()
-    if not folder.is_dir(): raise InputError(f"noise_dir {folder} is not a folder: give a folder of noise recordings.")
+    if not folder.is_dir(): raise InputError(f"{param} {folder} is not a folder: give a folder of recordings.")
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
-    if not files: raise InputError(f"noise_dir {folder} holds no audio file ({', '.join(AUDIO_SUFFIXES)}): add noise recordings to it.")
+    if not files: raise InputError(f"{param} {folder} holds no audio file ({', '.join(AUDIO_SUFFIXES)}): add recordings to it.")
     powers = [mel_power(load_audio(p, feature_extractor.sampling_rate), feature_extractor) for p in files]
-    return NoiseBank([p for p in powers if len(p) and p.sum() > 0], name=f"non-silent noise recordings in {folder}")
+    return NoiseBank([p for p in powers if len(p) and p.sum() > 0], name=f"non-silent recordings in {param} {folder}")
 
 def babble(frames:list, # stored log-mel frames of training clips
            voices:int=4, # clips talking at once

@@ -13,7 +13,7 @@ import transformers
 from fastcore.basics import patch
 from huggingface_hub import snapshot_download
 
-from .config import MAX_LABEL_TOKENS, DecodingOptions, InputError, language_code_of
+from .config import CALIBRATED_FIELD, MAX_LABEL_TOKENS, DecodingOptions, InputError, language_code_of
 from .audio import SAMPLING_RATE
 from .decoding import file_transcript, load_for_inference, long_form_segments, transcribe_arrays, transcribe_frames
 
@@ -80,9 +80,9 @@ def detect_backend(model_id:str, # a model folder, a GGML file, or a Hub id
 
 # %% ../nbs/10_runtimes.ipynb #bf8a953e
 class Runtime:
-    "A Whisper model loaded in one inference engine; `language` and `task` are the model's own (None: not known)."
+    "A Whisper model loaded in one inference engine; `language`, `task` and `no_speech_threshold` are the model's own (None: not known)."
     name, version, window_seconds, sampling_rate, n_mels, device = "", "", 30.0, SAMPLING_RATE, 80, "cpu"
-    language, task = None, "transcribe"
+    language, task, no_speech_threshold = None, "transcribe", None
     reads_frames = False # whether `frame_texts` decodes an artifact's stored frames
     def texts(self, arrays:list, language:str|None, task:str, options:DecodingOptions=DecodingOptions())->list:
         "One transcript per clip of at most one window."
@@ -121,6 +121,7 @@ class TransformersRuntime(Runtime):
         self.version, self.window_seconds, self.sampling_rate = transformers.__version__, fe.n_samples / fe.sampling_rate, fe.sampling_rate
         self.n_mels, self.device = self.model.config.num_mel_bins, str(self.model.device)
         self.language, self.task = getattr(g, "language", None), getattr(g, "task", None) or "transcribe"  # a base model's may have neither
+        self.no_speech_threshold = getattr(g, CALIBRATED_FIELD, None)  # calibrated by the train job
 
 # %% ../nbs/10_runtimes.ipynb #e79289e4
 @patch
@@ -154,6 +155,7 @@ class CTranslate2Runtime(Runtime):
         self.version, self.window_seconds = fw.__version__, float(fe.get("chunk_length", 30))
         self.sampling_rate, self.n_mels = int(fe.get("sampling_rate", SAMPLING_RATE)), int(fe["feature_size"])
         self.language, self.task, self.device = info.get("language"), info.get("task", "transcribe"), self.model.model.device
+        self.no_speech_threshold = info.get(CALIBRATED_FIELD)
 
     def _run(self, audio, language, task, **options)->list:
         segments, _ = self.model.transcribe(np.asarray(audio, np.float32), language=_code(language), task=task, vad_filter=False, **options)
@@ -196,6 +198,7 @@ class GgmlRuntime(Runtime):
                               redirect_whispercpp_logs_to=None)
         self.version = importlib.metadata.version("pywhispercpp")
         self.language, self.task = info.get("language"), info.get("task", "transcribe")
+        self.no_speech_threshold = info.get(CALIBRATED_FIELD)
         atexit.register(_release, weakref.ref(self))
 
     def close(self):

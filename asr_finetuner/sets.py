@@ -15,14 +15,18 @@ from safetensors.torch import load_model, save_model
 from transformers import Seq2SeqTrainer, TrainerCallback
 
 from .config import InputError, TrainConfig, language_code_of
-from .whisper import vocabulary_hash
+from .whisper import no_speech_token, vocabulary_hash
 from .artifacts import Manifest, load_artifact, seeded_subset
+from .noise import NoiseBank, babble, frames_to_power, generated_noise, noise_recordings, power_to_frames
+from .augment import BABBLE_CLIPS
+from .checks import FRAMES_PER_SECOND, pause_clips, quiet_runs
 from .scoring import write_predictions
 
 # %% auto #0
-__all__ = ['TRAINING_COLUMNS', 'BEST_FOLDER', 'check_fits_model', 'usable_rows', 'EvalSet', 'open_fitting_artifact',
-           'load_eval_sets', 'MultiSetTrainer', 'best_metric_key', 'BestStep', 'quota_sources', 'MixedRows',
-           'MixSource', 'load_mix_sources']
+__all__ = ['TRAINING_COLUMNS', 'BEST_FOLDER', 'NOSPEECH_ROWS', 'NOSPEECH_SEED_OFFSET', 'NOSPEECH_PAUSES', 'check_fits_model',
+           'usable_rows', 'EvalSet', 'open_fitting_artifact', 'load_eval_sets', 'MultiSetTrainer', 'best_metric_key',
+           'BestStep', 'quota_sources', 'MixedRows', 'nospeech_label', 'NoSpeechSource', 'nospeech_sources',
+           'NonSpeechRows', 'MixSource', 'load_mix_sources']
 
 # %% ../nbs/15_sets.ipynb #5e7a0008
 def check_fits_model(manifest:Manifest, # the artifact's manifest
@@ -216,6 +220,60 @@ class MixedRows(torch.utils.data.Dataset):
     def drawn_shares(self, indices)->np.ndarray:
         "The share of each source among the rows at `indices`."
         return np.bincount(self.source_of[np.asarray(indices)], minlength=len(self.sources)) / len(indices)
+
+# %% ../nbs/15_sets.ipynb #5e7a0031
+def nospeech_label(tokenizer, # a multilingual Whisper tokenizer
+                  )->list: # token ids
+    "Whisper's no-speech target: `<|startoftranscript|>`, the vocabulary's no-speech token, `<|endoftext|>`."
+    return tokenizer.convert_tokens_to_ids(["<|startoftranscript|>", no_speech_token(tokenizer), "<|endoftext|>"])
+
+# %% ../nbs/15_sets.ipynb #5e7a0034
+NOSPEECH_ROWS = 4096 # distinct rows without speech a run draws from, each made from (seed, index) when drawn
+NOSPEECH_SEED_OFFSET = 10_000 # added to the run's seed for the generated noise: never the checks' (seeds 0 and 1)
+NOSPEECH_PAUSES = 64 # most pauses cut from the training clips
+
+@dataclass
+class NoSpeechSource:
+    "Where rows without speech are drawn from."
+    name: str # what it is, as metrics.json records it
+    bank: NoiseBank # its mel power
+    gain_db: tuple # (low, high): gain on the bank's power, dB
+
+def nospeech_sources(cfg:TrainConfig, # the train job's parameters (seed, noise_dir, nospeech_dir)
+                     feature_extractor, # the model's feature extractor
+                     train_rows, # the training split
+                    )->list: # `NoSpeechSource`s
+    "The sources of the rows without speech: silence, generated noise, babble, the data's pauses, and the recordings given."
+    frames = [np.asarray(f) for f in seeded_subset(train_rows, BABBLE_CLIPS, cfg.seed)["log_mel_frames"]]
+    seed, n_mels = cfg.seed + NOSPEECH_SEED_OFFSET, feature_extractor.feature_size
+    out = [NoSpeechSource("digital silence", NoiseBank([np.zeros((1, n_mels), np.float32)]), (0.0, 0.0))]
+    out += [NoSpeechSource(f"{k} noise", generated_noise(k, feature_extractor, seed), (-70.0, -20.0)) for k in ("white", "pink")]
+    out.append(NoSpeechSource("babble", babble(frames), (-36.0, -16.0)))  # 4 voices add 6 dB: -30 to -10 dB under one clip
+    pauses = pause_clips(frames, max_clips=NOSPEECH_PAUSES)
+    if pauses: out.append(NoSpeechSource("pauses", NoiseBank([frames_to_power(p) for p in pauses.values()]), (-6.0, 6.0)))
+    for param in ("noise_dir", "nospeech_dir"):
+        if getattr(cfg, param): out.append(NoSpeechSource(param, noise_recordings(getattr(cfg, param), feature_extractor, param), (-20.0, 0.0)))
+    return out
+
+# %% ../nbs/15_sets.ipynb #5e7a0035
+class NonSpeechRows(torch.utils.data.Dataset):
+    "Training rows without speech, each made from (seed, index) alone: a stretch of a random source, at a random length and gain."
+    def __init__(self, sources:list, # `NoSpeechSource`s, from `nospeech_sources`
+                 label:list, # the rows' labels, from `nospeech_label`
+                 window_frames:int, # the model's input length in frames: the longest row
+                 seed:int=0, # the run's seed
+                 rows:int=NOSPEECH_ROWS, # distinct rows
+                ):
+        self.sources, self.label, self.window_frames, self.seed, self.rows = sources, list(label), window_frames, seed, rows
+    def __len__(self): return self.rows
+    def __getitem__(self, i:int)->dict:
+        rng = np.random.default_rng((self.seed, NOSPEECH_SEED_OFFSET, int(i)))
+        src = self.sources[int(rng.integers(len(self.sources)))]
+        n = int(rng.integers(min(FRAMES_PER_SECOND, self.window_frames), self.window_frames + 1))
+        power = src.bank.draw(n, rng) * 10 ** (float(rng.uniform(*src.gain_db)) / 10)
+        return {"log_mel_frames": power_to_frames(power), "labels": np.asarray(self.label), "duration": n / FRAMES_PER_SECOND,
+                "text": "", "source": f"non-speech/{src.name}/{int(i)}"}
+    def __getitems__(self, indices:list)->list: return [self[i] for i in indices]
 
 # %% ../nbs/15_sets.ipynb #5e7a001c
 @dataclass

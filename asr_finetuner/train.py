@@ -14,7 +14,7 @@ import torch
 from transformers import BitsAndBytesConfig, Seq2SeqTrainer, Seq2SeqTrainingArguments, TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
-from .config import InputError, TrainConfig, make_config, save_config
+from .config import CALIBRATED_FIELD, InputError, TrainConfig, make_config, save_config
 from .audio import pad_to_window
 from .text import asr_metrics
 from .whisper import load_model, load_processor, set_language_and_task
@@ -22,19 +22,19 @@ from .artifacts import Manifest, load_artifact, seeded_subset, wandb_artifact_re
 from .augment import AugmentationEpoch, AugmentedRows, make_augmentation
 from .checks import GuardrailChecks, check_history, pause_clips
 from .scoring import write_predictions
-from .sets import (BEST_FOLDER, BestStep, MixedRows, MultiSetTrainer, best_metric_key, check_fits_model,
-                                load_eval_sets, load_mix_sources, usable_rows)
+from .sets import (BEST_FOLDER, BestStep, MixedRows, MultiSetTrainer, NonSpeechRows, best_metric_key, check_fits_model,
+                                load_eval_sets, load_mix_sources, nospeech_label, nospeech_sources, usable_rows)
 from .train_outputs import (TrainMetrics, finish_wandb_run, forgetting_warnings, kept_step, metrics_history,
                                          model_card, plot_curves, push_model, set_scores, train_summary)
 from .memory import EPOCHS_WARNING, fits_device, out_of_memory_error, plan_summary, steps_for_epochs, training_plan
 from .export import export_after_training
 
 # %% auto #0
-__all__ = ['SPEC_AUGMENT', 'LANGUAGE_CHECK_CLIPS', 'check_artifact_fits', 'WhisperCollator', 'make_compute_metrics',
-           'resolve_precision', 'training_arguments', 'check_training_options', 'FinalStepCallback',
-           'WandbArtifactCallback', 'prepare_model', 'quantization_config', 'add_lora', 'merged', 'OutputLock',
-           'load_training_data', 'mixed_training_rows', 'training_callbacks', 'make_trainer', 'TrainingRun', 'train',
-           'plan_run', 'run_metrics', 'save_outputs']
+__all__ = ['SPEC_AUGMENT', 'LANGUAGE_CHECK_CLIPS', 'NOSPEECH_NAME', 'check_artifact_fits', 'WhisperCollator',
+           'make_compute_metrics', 'resolve_precision', 'training_arguments', 'check_training_options',
+           'FinalStepCallback', 'WandbArtifactCallback', 'prepare_model', 'quantization_config', 'add_lora', 'merged',
+           'OutputLock', 'load_training_data', 'mixed_training_rows', 'training_callbacks', 'make_trainer',
+           'TrainingRun', 'train', 'plan_run', 'run_metrics', 'save_outputs']
 
 # %% ../nbs/21_train.ipynb #aeb4d99a
 def check_artifact_fits(manifest:Manifest, # the artifact's manifest
@@ -284,19 +284,27 @@ def _frames_of(rows, n:int, seed:int)->list:
     return [np.asarray(f) for f in seeded_subset(rows, n, seed)["log_mel_frames"]]
 
 # %% ../nbs/21_train.ipynb #4f58a5e4
+NOSPEECH_NAME = "non-speech" # how metrics.json names the rows without speech among the sources of the training rows
+
 def mixed_training_rows(cfg:TrainConfig, # the train job's parameters
                         manifest:Manifest, # the training artifact's manifest
                         train_rows, # the training artifact's training rows
                         model_config, # the model's `WhisperConfig`
-                        tokenizer, # the model's tokenizer
+                        processor, # the model's processor
                        )->tuple: # (the rows to train on, what metrics.json records of the mix: [] without one)
-    "The training rows, with the shares of `mix_artifacts` drawn from other artifacts by quota."
-    if not cfg.mix_artifacts: return train_rows, []
-    rows, sources = load_mix_sources(cfg, model_config, tokenizer)
-    shares = [1 - sum(s.share for s in sources)] + [s.share for s in sources]
+    "The training rows, with the shares of `mix_artifacts` drawn from other artifacts and `nospeech_share` of rows without speech, by quota."
+    if not cfg.mix_artifacts and not cfg.nospeech_share: return train_rows, []
+    rows, sources = load_mix_sources(cfg, model_config, processor.tokenizer)
+    record = [dataclasses.asdict(s) for s in sources]
+    if cfg.nospeech_share:
+        found = nospeech_sources(cfg, processor.feature_extractor, train_rows)
+        rows.append(NonSpeechRows(found, nospeech_label(processor.tokenizer), 2 * model_config.max_source_positions, cfg.seed))
+        record.append({"artifact_name": NOSPEECH_NAME, "share": cfg.nospeech_share, "fingerprint": "", "language": "none", "task": "",
+                       "rows": len(rows[-1]), "filtered": 0, "sources": [s.name for s in found]})
+    shares = [1 - sum(r["share"] for r in record)] + [r["share"] for r in record]
     mixed = MixedRows([train_rows, *rows], shares, cfg.seed)
     record = [{"artifact_name": cfg.artifact_name, "share": shares[0], "fingerprint": manifest.fingerprint, "language": manifest.language,
-               "task": manifest.task, "rows": len(train_rows), "filtered": 0}] + [dataclasses.asdict(s) for s in sources]
+               "task": manifest.task, "rows": len(train_rows), "filtered": 0}] + record
     return mixed, [{**r, "rows_per_epoch": int(n)} for r, n in zip(record, mixed.per_epoch)]
 
 # %% ../nbs/21_train.ipynb #4f58a5e7
@@ -396,7 +404,7 @@ def _train(cfg:TrainConfig, out:Path, callbacks:list)->TrainMetrics|None:
     check_artifact_fits(manifest, cfg, model.config, processor.tokenizer)
     train_rows, eval_rows, filtered = load_training_data(cfg, dd)
     eval_sets = load_eval_sets(cfg, model.config, processor.tokenizer)
-    data, mixed = mixed_training_rows(cfg, manifest, train_rows, model.config, processor.tokenizer)
+    data, mixed = mixed_training_rows(cfg, manifest, train_rows, model.config, processor)
     cfg, plan = plan_run(cfg, model, len(data))
     precision = resolve_precision(cfg.precision)
     last = get_last_checkpoint(str(out)) if cfg.resume and out.is_dir() else None
@@ -459,7 +467,9 @@ def save_outputs(run:TrainingRun, # the finished training
                 )->TrainMetrics: # as written to metrics.json
     "Write the model folder: model, processor, config, metrics, predictions, plot, model card."
     cfg, out, tok = run.cfg, run.out, run.processor.tokenizer
-    merged(run.trainer.model).save_pretrained(out); run.processor.save_pretrained(out)
+    model, end = merged(run.trainer.model), check_history(run.trainer.state.log_history).get("final", {})
+    if "calibrated_threshold" in end: setattr(model.generation_config, CALIBRATED_FIELD, end["calibrated_threshold"])
+    model.save_pretrained(out); run.processor.save_pretrained(out)
     run.processor.feature_extractor.save_pretrained(out)  # preprocessor_config.json too, which many tools read
     save_config(cfg, out / "train_config.json")
     hyps = [h.strip() for h in tok.batch_decode(np.where(run.predictions < 0, tok.pad_token_id, run.predictions), skip_special_tokens=True)]

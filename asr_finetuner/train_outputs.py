@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 from huggingface_hub import HfApi
 
-from .config import TrainConfig, language_code_of
+from .config import CALIBRATED_FIELD, TrainConfig, language_code_of
 from .artifacts import JsonRecord, Manifest
 from .sets import BEST_FOLDER
 
@@ -126,9 +126,31 @@ def _checks_note(metrics:TrainMetrics)->str:
     sets = "".join(f"| language identified on {c['language_clips']} clips of {name} | {100 * s0.get('sets', {}).get(name, {}).get('language_accuracy', float('nan')):.0f} "
                    f"| {100 * c['language_accuracy']:.0f} |\n" for name, c in end.get("sets", {}).items())
     note = (f"| check (%) | base model (step 0) | fine-tuned |\n|---|---|---|\n"
-            f"| text written on {end['non_speech_clips']} non-speech clips | {100 * s0['hallucination_rate']:.0f} | {100 * end['hallucination_rate']:.0f} |\n"
+            f"| text written on {end['non_speech_clips']} non-speech clips (greedy) | {100 * s0['hallucination_rate']:.0f} | {100 * end['hallucination_rate']:.0f} |\n"
+            f"{_gated_rows(s0, end)}"
             f"| language identified on {end['language_clips']} eval clips | {100 * s0['language_accuracy']:.0f} | {100 * end['language_accuracy']:.0f} |\n{sets}\n")
-    return note + warned
+    return note + _threshold_note(end) + warned
+
+def _pct(entry:dict, key:str)->str: return f"{100 * entry[key]:.0f}" if key in entry else "-"
+
+def _gated_rows(s0:dict, end:dict)->str:
+    "The rows of the no-speech checks (none in metrics written before them)."
+    if "hallucination_rate_gated" not in end: return ""
+    return (f"| text written on them through transcribe's decoding (no-speech threshold {s0.get('no_speech_threshold', 0.6):.3g}, "
+            f"then {end['no_speech_threshold']:.3g}) | {_pct(s0, 'hallucination_rate_gated')} | {_pct(end, 'hallucination_rate_gated')} |\n"
+            f"| no-speech probability separating non-speech from speech (AUROC) | {_pct(s0, 'no_speech_auroc')} | {_pct(end, 'no_speech_auroc')} |\n")
+
+def _threshold_note(end:dict)->str:
+    "What the calibrated no-speech threshold is, and how to pass it where it is not read by itself."
+    if "calibrated_threshold" not in end: return ""
+    t = end["calibrated_threshold"]
+    return (f"No-speech threshold calibrated at the end of training: **{t:.3g}**. Above it a window counts as silence: it catches "
+            f"{100 * end['calibrated_non_speech_caught']:.0f}% of {end['calibrated_non_speech_windows']} held-out non-speech windows and "
+            f"would skip at most {100 * end['calibrated_speech_skipped']:.0f}% of {end['calibrated_speech_windows']} eval speech windows "
+            f"(a window is skipped only when its log-probability is low as well). asr-finetuner's transcribe job reads it from "
+            f"`generation_config.json` (`{CALIBRATED_FIELD}`). Elsewhere, pass it yourself: transformers' `generate` (or a pipeline's "
+            f"`generate_kwargs`) `no_speech_threshold={t:.3g}, logprob_threshold=-1.0, temperature=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0)`; "
+            f"faster-whisper `no_speech_threshold={t:.3g}`; whisper.cpp `--no-speech-thold {t:.3g}`.\n\n")
 
 # %% ../nbs/16_train_outputs.ipynb #0b5e7a0f
 def _index_result(name:str, dataset:str, config:str, split:str, scores:dict)->dict:
@@ -153,8 +175,12 @@ def _sets_note(metrics:TrainMetrics, split:str)->str:
 def _mix_note(metrics:TrainMetrics)->str:
     "The artifacts the training rows were drawn from, for the model card."
     if not metrics.mixed: return ""
-    return "Training rows drawn from: " + ", ".join(f"{m['artifact_name']} ({100 * m['share']:.0f}%, {m['language']}, fingerprint {m['fingerprint'][:16]})"
-                                                    for m in metrics.mixed) + ".\n\n"
+    return "Training rows drawn from: " + ", ".join(_mix_source(m) for m in metrics.mixed) + ".\n\n"
+
+def _mix_source(m:dict)->str:
+    "One source of the training rows: an artifact, or the rows without speech."
+    if "sources" in m: return f"rows without speech ({100 * m['share']:.0f}%: {', '.join(m['sources'])}; labelled as no speech)"
+    return f"{m['artifact_name']} ({100 * m['share']:.0f}%, {m['language']}, fingerprint {m['fingerprint'][:16]})"
 
 # %% ../nbs/16_train_outputs.ipynb #0b5e7a15
 def model_card(cfg:TrainConfig, # the train job's parameters
@@ -227,6 +253,10 @@ def forgetting_warnings(checks:dict, # `TrainMetrics.checks`
     if rose > tolerance: out.append(f"text on non-speech clips rose from {100 * s0['hallucination_rate']:.0f}% to "
                                     f"{100 * end['hallucination_rate']:.0f}% (tolerance {tolerance:g} points)")
     fell = 100 * (s0["language_accuracy"] - end["language_accuracy"])
+    if "hallucination_rate_gated" in s0 and "hallucination_rate_gated" in end:
+        gated = 100 * (end["hallucination_rate_gated"] - s0["hallucination_rate_gated"])
+        if gated > tolerance: out.append(f"text on non-speech clips through transcribe's decoding rose from {100 * s0['hallucination_rate_gated']:.0f}% "
+                                         f"to {100 * end['hallucination_rate_gated']:.0f}% (tolerance {tolerance:g} points)")
     if fell > tolerance: out.append(f"language identification fell from {100 * s0['language_accuracy']:.0f}% to "
                                     f"{100 * end['language_accuracy']:.0f}% (tolerance {tolerance:g} points)")
     for name, c in end.get("sets", {}).items():
@@ -251,7 +281,10 @@ def checks_summary(checks:dict, # `TrainMetrics.checks`
     s0, end = checks["step_0"], checks["final"]
     pct = lambda k: f"{100 * s0[k]:.0f}% -> {100 * end[k]:.0f}%" if s0["step"] == 0 else f"{100 * end[k]:.0f}%"
     sets = "".join(f"; on {name}: {100 * c['language_accuracy']:.0f}%" for name, c in end.get("sets", {}).items())
-    return (f"\n  text written on non-speech clips: {pct('hallucination_rate')} of {end['non_speech_clips']}; "
+    gated = (f"; through transcribe's decoding: {pct('hallucination_rate_gated')}; no-speech AUROC: {pct('no_speech_auroc')}"
+             if "hallucination_rate_gated" in end and "hallucination_rate_gated" in s0 else "")
+    calibrated = f"; calibrated no-speech threshold {end['calibrated_threshold']:.3g}" if "calibrated_threshold" in end else ""
+    return (f"\n  text written on non-speech clips: {pct('hallucination_rate')} of {end['non_speech_clips']}{gated}{calibrated}; "
             f"language identified: {pct('language_accuracy')} of {end['language_clips']} eval clips{sets}")
 
 # %% ../nbs/16_train_outputs.ipynb #0b5e7a23

@@ -116,7 +116,8 @@ def transcribe(config:TranscribeConfig|None=None, # the job's parameters as an o
     "Run the transcribe job: transcribe the audio files of any length in `audio`."
     cfg = config if config is not None else make_config(TranscribeConfig, **params)
     check_audio_paths(cfg.audio)
-    runtime, options = open_runtime(cfg.model_id, cfg.backend), cfg.decoding()
+    runtime = open_runtime(cfg.model_id, cfg.backend)
+    options = cfg.decoding(runtime.no_speech_threshold)
     language = cfg.language or (language_name(runtime.language) if runtime.language else None)
     results, failed = [], {}
     for paths in batches(cfg.audio, cfg.batch_size):

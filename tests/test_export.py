@@ -54,11 +54,15 @@ def test_train_exports_both_formats_each_checked_by_wer(trained):
     for folder in (ct2, ggml):
         info = json.loads((folder / "export.json").read_text())
         assert (info["language"], info["task"], info["status"]) == ("it", "transcribe", "ok")
+        threshold = json.loads((out / "generation_config.json").read_text())["calibrated_no_speech_threshold"]
+        assert info["calibrated_no_speech_threshold"] == threshold == m.checks["final"]["calibrated_threshold"]  # for the bare runtimes
+        assert runtimes.open_runtime(str(folder)).no_speech_threshold == threshold  # what transcribe gates with
         p = info["parity"]
         assert p["clips"] == 4 and p["data"]["artifact_name"] == "it-four" and p["wer_increase"] <= 1.0, p
         assert p["source"]["wer"] == pytest.approx(m.final["wer"], abs=1e-9)  # the same model, decoded the same way, on the clips' audio
         assert p["export"]["real_time_factor"] > 0 and info["size_mb"] > 0
     card = (out / "README.md").read_text()
+    assert f"--no-speech-thold {threshold:.3g}" in card.split("## Exports for deployment")[1]
     assert "## Exports for deployment" in card and "| `export/ctranslate2-float16` | faster-whisper" in card and "| `export/ggml-f16` | whisper.cpp" in card
     assert len(ex.exports_table(out)) == 2
 

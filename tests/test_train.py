@@ -345,17 +345,18 @@ def training_batches(monkeypatch)->list:
 
 
 def test_mixed_training_draws_its_shares_and_resumes_exactly(tmp_path, tiny_model_dir, sample_dir, arts, sample_artifact, english_artifact, monkeypatch):
-    "A quarter of the rows from another artifact (another language): exact shares per epoch, within 2 points over 10,000 shuffled draws, exact resume."
+    "A quarter of the rows from another artifact (another language) and a tenth without speech: exact shares per epoch, within 2 points over 10,000 shuffled draws, exact resume."
     import torch
     from transformers import TrainerCallback
     from asr_finetuner.artifacts import load_artifact
     from asr_finetuner.sets import MixedRows
     p = params(tiny_model_dir, sample_dir, arts, tmp_path / "straight", max_steps=6, save_steps=3, eval_steps=1000,
-               generation_max_length=4, mix_artifacts=f"{english_artifact}:0.25", speed_perturbation=0.1)
+               generation_max_length=4, mix_artifacts=f"{english_artifact}:0.25", speed_perturbation=0.1, nospeech_share=0.1)
     seen = training_batches(monkeypatch)
     m = train(**p)
     straight = list(seen)
-    assert [(x["artifact_name"], x["share"], x["rows"], x["rows_per_epoch"]) for x in m.mixed] == [("it-small", 0.75, 32, 32), ("en-small", 0.25, 16, 11)]
+    assert [(x["artifact_name"], round(x["share"], 6), x["rows_per_epoch"]) for x in m.mixed] == [("it-small", 0.65, 32), ("en-small", 0.25, 12), ("non-speech", 0.1, 5)]
+    assert m.mixed[2]["sources"][:4] == ["digital silence", "white noise", "pink noise", "babble"]
     assert m.mixed[1]["fingerprint"] == load_artifact("en-small", arts)[1].fingerprint and m.mixed[1]["language"] == "English"
     # the trainer's shuffled sampler over as many epochs as 10,000 draws take: each share within 2 points
     dd = {n: load_artifact(n, arts)[0]["train"].with_format("numpy") for n in ("it-small", "en-small")}
