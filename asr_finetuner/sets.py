@@ -19,7 +19,7 @@ from .whisper import no_speech_token, vocabulary_hash
 from .artifacts import Manifest, load_artifact, seeded_subset
 from .noise import NoiseBank, babble, frames_to_power, generated_noise, noise_recordings, power_to_frames
 from .augment import BABBLE_CLIPS
-from .checks import FRAMES_PER_SECOND, pause_clips, quiet_runs
+from .checks import FRAMES_PER_SECOND, pause_clips
 from .scoring import write_predictions
 
 # %% auto #0
