@@ -439,6 +439,7 @@ class DecodingOptions:
     logprob_threshold: float|None = None # fall back when a window's mean log-probability is below this (None: no check)
     no_speech_threshold: float|None = None # skip a window as silence above this no-speech probability (None: never)
     condition_on_prev_tokens: bool = False # prompt each window with the previous window's text
+    vad: bool = False # decode only the speech regions Silero VAD finds (times stay the recording's)
 
 # %% ../nbs/00_config.ipynb #d0c0de06
 @dataclass(frozen=True)
@@ -490,6 +491,7 @@ class EvaluateConfig(JobConfig):
     output_dir: Optional[str] = param(None, "output folder (default: outputs/eval-<model folder or id's last part>)")
     seed: int = param(42, "seed of the capped subset and of the eval carve-out")
     long_form: bool = param(False, "score whole recordings of any length (rows of a dataset_name with full transcripts) with transcribe's long-form decoding; also reports the share of 30 s windows with timestamps")
+    vad: bool = param(False, "long_form: decode only the speech that Silero VAD finds, as transcribe's vad does (needs the vad extra)")
     backend: Optional[str] = param(None, "transformers, ctranslate2 (faster-whisper) or ggml (whisper.cpp); none: detected from what model_id points at", (None,) + BACKENDS)
 
     def validate(self):
@@ -497,13 +499,15 @@ class EvaluateConfig(JobConfig):
         if not self.model_id.strip(): raise InputError("Parameter model_id cannot be empty.")
         if self.long_form and self.artifact_name:
             raise InputError("long_form=True scores recordings from a dataset (dataset_name): artifacts hold clips of one window at most.")
+        if self.vad and not self.long_form:
+            raise InputError("vad=True is for long_form=True: it finds the speech in whole recordings; clips are scored whole.")
         if (self.artifact_name is None) == (self.dataset_name is None):
             raise InputError("Give exactly one of artifact_name (score on an artifact's eval split) and dataset_name "
                              f"(score on a dataset's eval split); got {'both' if self.artifact_name else 'neither'}.")
 
     def decoding(self)->DecodingOptions:
         "How the job decodes: deterministic, with the job's beams and length."
-        return DecodingOptions(num_beams=self.num_beams, max_length=self.generation_max_length)
+        return DecodingOptions(num_beams=self.num_beams, max_length=self.generation_max_length, vad=self.vad)
 
     def eval_data(self)->EvalData:
         "What the job scores."
@@ -577,6 +581,8 @@ class TranscribeConfig(JobConfig):
     compression_ratio_threshold: Optional[float] = param(1.35, "fall back when a window's token ids compress better than "
                                                                "this with zlib (a repetition loop); none: no check")
     logprob_threshold: Optional[float] = param(-1.0, "fall back when a window's mean token log-probability is below this; none: no check")
+    vad: bool = param(False, "decode only the speech that Silero VAD finds (needs the vad extra: silero-vad; faster-whisper "
+                             "uses its own copy); times stay those of the original file")
     no_speech_threshold: Optional[float] = param(None, "skip a window as silence when its no-speech probability is above this "
                                                        "and its log-probability below logprob_threshold; none: the model's own "
                                                        "(calibrated by the train job, in generation_config.json or export.json), "
@@ -602,7 +608,7 @@ class TranscribeConfig(JobConfig):
         own = self.no_speech_threshold if self.no_speech_threshold is not None else model_threshold
         no_speech = None if self.logprob_threshold is None else (DEFAULT_NO_SPEECH_THRESHOLD if own is None else own)
         return DecodingOptions(self.num_beams, self.generation_max_length, tuple(self.temperature), self.compression_ratio_threshold,
-                               self.logprob_threshold, no_speech, self.condition_on_prev_tokens)
+                               self.logprob_threshold, no_speech, self.condition_on_prev_tokens, self.vad)
 
 # %% ../nbs/00_config.ipynb #e4a0c002
 @dataclass

@@ -45,7 +45,7 @@ def decode_batch(cfg:EvaluateConfig, # the job's parameters
     inputs, options = [u["input"] for u in batch], cfg.decoding()
     if not cfg.long_form and cfg.artifact_name and runtime.reads_frames: return runtime.frame_texts(inputs, cfg.language, cfg.task, options)
     if not cfg.long_form: return runtime.texts(inputs, cfg.language, cfg.task, options)
-    segments = runtime.segments(inputs, cfg.language, cfg.task, options)
+    segments = runtime.segments_with_vad(inputs, cfg.language, cfg.task, options)
     for file in segments: windows.update(dict(zip(("windows", "timestamped"), window_timestamp_share(file))))
     return [file_transcript(s, u["duration"])["text"] for s, u in zip(segments, batch)]
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_runtimes.ipynb #b2a81d6a
 from __future__ import annotations
-import atexit, importlib, importlib.metadata, json, os, struct, weakref
+import atexit, functools, importlib, importlib.metadata, json, os, struct, weakref
 from pathlib import Path
 
 import numpy as np
@@ -18,17 +18,18 @@ from .audio import SAMPLING_RATE
 from .decoding import file_transcript, load_for_inference, long_form_segments, transcribe_arrays, transcribe_frames
 
 # %% auto #0
-__all__ = ['GGML_MAGIC', 'TOKEN_TO_TEXT_COMPRESSION', 'RUNTIMES', 'require', 'model_folder', 'is_ggml_file', 'ggml_file',
-           'export_info', 'detect_backend', 'Runtime', 'TransformersRuntime', 'CTranslate2Runtime', 'GgmlRuntime',
-           'open_runtime']
+__all__ = ['GGML_MAGIC', 'VAD_OPTIONS', 'TOKEN_TO_TEXT_COMPRESSION', 'RUNTIMES', 'require', 'model_folder', 'is_ggml_file',
+           'ggml_file', 'export_info', 'detect_backend', 'Runtime', 'speech_regions', 'regions_audio', 'original_time',
+           'TransformersRuntime', 'CTranslate2Runtime', 'GgmlRuntime', 'open_runtime']
 
 # %% ../nbs/10_runtimes.ipynb #fec0d96d
 def require(module:str, # the module to import
             what:str, # what needs it, for the message
+            extra:str="export", # the extra that installs it
            ):
-    "Import an optional runtime, or say how to install it."
+    "Import an optional package, or say how to install it."
     try: return importlib.import_module(module)
-    except ImportError: raise InputError(f"{what} needs the {module} package: pip install 'asr-finetuner[export]'.") from None
+    except ImportError: raise InputError(f"{what} needs the {module} package: pip install 'asr-finetuner[{extra}]'.") from None
 
 # %% ../nbs/10_runtimes.ipynb #08c6df5b
 def model_folder(model_id:str, # a local folder, or a Hub id
@@ -83,6 +84,7 @@ class Runtime:
     "A Whisper model loaded in one inference engine; `language`, `task` and `no_speech_threshold` are the model's own (None: not known)."
     name, version, window_seconds, sampling_rate, n_mels, device = "", "", 30.0, SAMPLING_RATE, 80, "cpu"
     language, task, no_speech_threshold = None, "transcribe", None
+    own_vad = False # whether the engine runs voice activity detection itself (`segments` given `options.vad`)
     reads_frames = False # whether `frame_texts` decodes an artifact's stored frames
     def texts(self, arrays:list, language:str|None, task:str, options:DecodingOptions=DecodingOptions())->list:
         "One transcript per clip of at most one window."
@@ -104,8 +106,60 @@ def long(self:Runtime, arrays:list, # mono float32 recordings at `sampling_rate`
     "Transcribe recordings of any length as the transcribe job writes them."
     out = [file_transcript([], len(a) / self.sampling_rate) for a in arrays]
     todo = [i for i, a in enumerate(arrays) if len(a)]
-    for i, segments in zip(todo, self.segments([arrays[i] for i in todo], language, task, options) if todo else []):
+    for i, segments in zip(todo, self.segments_with_vad([arrays[i] for i in todo], language, task, options) if todo else []):
         out[i] = file_transcript(segments, len(arrays[i]) / self.sampling_rate)
+    return out
+
+# %% ../nbs/10_runtimes.ipynb #b0ad0002
+VAD_OPTIONS = dict(threshold=0.5, min_speech_duration_ms=250, min_silence_duration_ms=2000, speech_pad_ms=400) # faster-whisper's defaults
+
+@functools.lru_cache(maxsize=1)
+def _silero():
+    "silero-vad's model, loaded once."
+    return require("silero_vad", "Voice activity detection (vad)", "vad").load_silero_vad()
+
+def speech_regions(samples:np.ndarray, # mono float32 samples
+                   sampling_rate:int=SAMPLING_RATE, # their rate: 16 kHz (or 8 kHz)
+                  )->list: # (start, end) in samples, in order
+    "Where Silero VAD hears speech."
+    found = require("silero_vad", "Voice activity detection (vad)", "vad").get_speech_timestamps(
+        torch.from_numpy(np.ascontiguousarray(samples, np.float32)), _silero(), sampling_rate=sampling_rate, **VAD_OPTIONS)
+    return [(int(t["start"]), int(t["end"])) for t in found]
+
+# %% ../nbs/10_runtimes.ipynb #b0ad0004
+def regions_audio(samples:np.ndarray, # one recording
+                  regions:list, # (start, end) in samples, from `speech_regions`
+                 )->np.ndarray:
+    "The speech regions of a recording, one after the other."
+    return np.concatenate([samples[a:b] for a, b in regions]).astype(np.float32) if regions else np.zeros(0, np.float32)
+
+def original_time(t:float, # seconds into the joined regions
+                  regions:list, # (start, end) in samples
+                  sampling_rate:int=SAMPLING_RATE, # their rate
+                  end:bool=False, # a segment's end: a time on a boundary stays in the region before it
+                 )->float: # seconds into the original recording
+    "Where a time of the joined speech regions lies in the original recording."
+    lengths = np.array([b - a for a, b in regions]) / sampling_rate
+    starts = np.concatenate([[0.0], np.cumsum(lengths)[:-1]])
+    t = min(max(float(t), 0.0), float(lengths.sum()))  # engines' times can fall outside the audio (whisper.cpp's, of a weak model)
+    i = max(0, int(np.searchsorted(starts, t, side="left" if end else "right")) - 1)
+    return round(regions[i][0] / sampling_rate + min(t - starts[i], lengths[i]), 3)
+
+# %% ../nbs/10_runtimes.ipynb #b0ad0006
+@patch
+def segments_with_vad(self:Runtime, arrays:list, # mono float32 recordings at `sampling_rate`, none empty
+                      language:str|None, # language name or code; None: detected
+                      task:str="transcribe", # transcribe or translate
+                      options:DecodingOptions=DecodingOptions(), # how to decode; `vad` decodes the speech regions only
+                     )->list: # per recording, its segments in the original recording's time
+    "`segments`, with voice activity detection when `options.vad` (the runtime's own where it has one)."
+    if not options.vad or self.own_vad: return self.segments(arrays, language, task, options)
+    regions = [speech_regions(a, self.sampling_rate) for a in arrays]
+    todo = [i for i, r in enumerate(regions) if r]
+    out = [[] for _ in arrays]
+    for i, found in zip(todo, self.segments([regions_audio(arrays[i], regions[i]) for i in todo], language, task, options) if todo else []):
+        out[i] = [{**s, "start": original_time(s["start"], regions[i], self.sampling_rate),
+                   "end": original_time(s["end"], regions[i], self.sampling_rate, end=True)} for s in found]
     return out
 
 # %% ../nbs/10_runtimes.ipynb #a4b436e0
@@ -145,7 +199,7 @@ def _code(language:str|None)->str|None: return language_code_of(language) if lan
 
 class CTranslate2Runtime(Runtime):
     "An export run by faster-whisper (CTranslate2), with its own feature extraction."
-    name = "ctranslate2"
+    name, own_vad = "ctranslate2", True  # faster-whisper runs Silero VAD itself (vad_filter)
     def __init__(self, folder:str, # a CTranslate2 export folder
                  threads:int|None=None, # CPU threads (None: all cores)
                 ):
@@ -158,7 +212,7 @@ class CTranslate2Runtime(Runtime):
         self.no_speech_threshold = info.get(CALIBRATED_FIELD)
 
     def _run(self, audio, language, task, **options)->list:
-        segments, _ = self.model.transcribe(np.asarray(audio, np.float32), language=_code(language), task=task, vad_filter=False, **options)
+        segments, _ = self.model.transcribe(np.asarray(audio, np.float32), language=_code(language), task=task, **{"vad_filter": False, **options})
         return list(segments)
 
 # %% ../nbs/10_runtimes.ipynb #235be0a2
@@ -175,6 +229,7 @@ def segments(self:CTranslate2Runtime, arrays, language, task, options=DecodingOp
     run = dict(beam_size=options.num_beams, temperature=list(options.temperature), condition_on_previous_text=options.condition_on_prev_tokens,
                compression_ratio_threshold=None if ratio is None else ratio * TOKEN_TO_TEXT_COMPRESSION, without_timestamps=False,
                log_prob_threshold=options.logprob_threshold, no_speech_threshold=options.no_speech_threshold,
+               vad_filter=options.vad, vad_parameters=VAD_OPTIONS if options.vad else None,
                max_new_tokens=min(options.max_length, MAX_LABEL_TOKENS - 4 - (MAX_LABEL_TOKENS // 2 if options.condition_on_prev_tokens else 0)))
     out = []
     for a in arrays:

@@ -168,3 +168,23 @@ def test_unreadable_artifact_sources_ask_for_a_dataset(sample_dir):
         artifact_audio_utterances(rows, 30.0, skipped, "it-x")
     assert skipped == {"too long": 1}
     assert len(list(artifact_audio_utterances(rows.select([0, 2]), 30.0, Counter(), "it-x"))) == 1
+
+
+@pytest.mark.parametrize("backend, where", [("transformers", "."), ("ctranslate2", "export/ctranslate2-float16"), ("ggml", "export/ggml-f16")])
+def test_vad_decodes_the_speech_of_a_long_recording_in_its_own_time(trained, tmp_path, backend, where):
+    "Two clips in 40 s of silence: with vad, every segment starts and ends where a clip is in the file (the regions are decoded joined, as faster-whisper does)."
+    import soundfile as sf
+    from asr_finetuner.audio import load_audio
+    clips = [load_audio(c, 16_000) for c in trained["clips"][:2]]
+    gaps = [np.zeros(16_000 * s, np.float32) for s in (12, 15, 6)]
+    audio = np.concatenate([gaps[0], clips[0], gaps[1], clips[1], gaps[2]])
+    starts = [12.0, 12 + len(clips[0]) / 16_000 + 15]
+    spans = [(s - 0.5, s + len(c) / 16_000 + 0.5) for s, c in zip(starts, clips)]
+    path = tmp_path / "gaps.wav"
+    sf.write(path, audio, 16_000)
+    (r,) = transcribe(model_id=str(trained["out"] / where), audio=[str(path)], output_format="json", output_file=str(tmp_path / "t.json"),
+                      vad=True, temperature=0, generation_max_length=40)
+    assert r["segments"] and r["duration"] == pytest.approx(len(audio) / 16_000, abs=0.01)
+    inside = lambda t: any(a <= t <= b for a, b in spans)
+    assert all(inside(s["start"]) and inside(s["end"]) for s in r["segments"]), (r["segments"], spans)
+    assert r["text"] and r["segments"][0]["start"] > 11  # the 12 s of silence before the first clip were never decoded
