@@ -22,11 +22,13 @@ from .runtimes import Runtime, TransformersRuntime, export_info, model_folder, o
 from .convert import export_ctranslate2, export_ggml
 from .eval_data import artifact_audio_utterances, dataset_utterances, open_artifact_eval, open_dataset_eval
 from .scoring import compare_scores
+from .checks import non_speech_clips, transcribe_options
+from .text import normalize_text
 
 # %% auto #0
 __all__ = ['RUNTIME_PACKAGES', 'CARD_HEADING', 'parity_clips', 'score_runtime', 'ExportCheckFailed', 'ExportRecord',
-           'write_export', 'check_parity', 'export', 'parity_failure', 'export_summary', 'note_in_model_card',
-           'export_after_training', 'exports_table']
+           'write_export', 'silence_rates', 'check_parity', 'export', 'parity_failure', 'export_summary',
+           'note_in_model_card', 'export_after_training', 'exports_table']
 
 # %% ../nbs/24_export.ipynb #e4b00019
 def parity_clips(cfg:ExportConfig, # the job's parameters: dataset_name or artifact_name
@@ -108,6 +110,18 @@ def write_export(cfg:ExportConfig, # the job's parameters
     if cfg.format == "ctranslate2": return export_ctranslate2(folder, out, cfg.quantization)
     return export_ggml(folder, out / f"ggml-model-{cfg.quantization}.bin", cfg.quantization)
 
+# %% ../nbs/24_export.ipynb #2dd5d24f
+def silence_rates(runtime:Runtime, # a runtime
+                  language:str|None, # the language to decode in
+                  task:str, # transcribe or translate
+                 )->dict: # {clips, greedy, gated}: shares of non-speech clips given words
+    "How often a runtime writes text on non-speech clips: greedy, and through its long-form decoding gated as transcribe gates."
+    clips = list(non_speech_clips(min(5.0, runtime.window_seconds), runtime.sampling_rate).values())
+    written = lambda texts: sum(bool(normalize_text(t).strip()) for t in texts) / len(texts)
+    gated = runtime.long(clips, language, task, transcribe_options(runtime.no_speech_threshold, 64))
+    return {"clips": len(clips), "greedy": written(runtime.texts(clips, language, task, DecodingOptions(max_length=64))),
+            "gated": written([g["text"] for g in gated])}
+
 # %% ../nbs/24_export.ipynb #2dd5d24a
 def check_parity(cfg:ExportConfig, # the job's parameters
                  source:Runtime, # the source model
@@ -121,6 +135,7 @@ def check_parity(cfg:ExportConfig, # the job's parameters
     export_scores = score_runtime(exported, clips, refs, language, task, cfg.decoding())
     return {"clips": len(clips), "words": sum(len(r.split()) for r in refs), "data": data, "max_wer_increase": cfg.max_wer_increase,
             **compare_scores(source_scores, export_scores, cfg.max_wer_increase),
+            "silence": {"source": silence_rates(source, language, task), "export": silence_rates(exported, language, task)},
             "source": {k: v for k, v in source_scores.items() if k != "transcripts"},
             "export": {k: v for k, v in export_scores.items() if k != "transcripts"},
             "examples": [{"reference": r, "source": a, "export": b} for r, a, b in
@@ -181,7 +196,15 @@ def export_summary(record:ExportRecord, # what export.json holds
     p = record.parity
     return (head + f"\n  parity on {p['clips']} clips ({p['words']} words): WER {100 * p['source']['wer']:.2f}% -> {100 * p['export']['wer']:.2f}% "
             f"(normalised {100 * p['source']['wer_normalized']:.2f}% -> {100 * p['export']['wer_normalized']:.2f}%), "
-            f"real-time factor {p['source']['real_time_factor']} -> {p['export']['real_time_factor']}; {'passed' if p['passed'] else 'FAILED'}")
+            f"real-time factor {p['source']['real_time_factor']} -> {p['export']['real_time_factor']}; {'passed' if p['passed'] else 'FAILED'}"
+            + _silence_line(p.get("silence")))
+
+def _silence_line(silence:dict|None)->str:
+    "The non-speech clips' rates of both runtimes ('' for records written before them)."
+    if not silence: return ""
+    s, e = silence["source"], silence["export"]
+    return (f"\n  text on {s['clips']} non-speech clips, greedy {100 * s['greedy']:.0f}% -> {100 * e['greedy']:.0f}%, "
+            f"through long-form decoding {100 * s['gated']:.0f}% -> {100 * e['gated']:.0f}%")
 
 # %% ../nbs/24_export.ipynb #ea835ec9
 def _threshold_note(record:ExportRecord)->str:

@@ -61,6 +61,8 @@ def test_train_exports_both_formats_each_checked_by_wer(trained):
         assert p["clips"] == 4 and p["data"]["artifact_name"] == "it-four" and p["wer_increase"] <= 1.0, p
         assert p["source"]["wer"] == pytest.approx(m.final["wer"], abs=1e-9)  # the same model, decoded the same way, on the clips' audio
         assert p["export"]["real_time_factor"] > 0 and info["size_mb"] > 0
+        assert {k: (v["clips"], 0 <= v["greedy"] <= 1, 0 <= v["gated"] <= 1) for k, v in p["silence"].items()} == {
+            "source": (5, True, True), "export": (5, True, True)}  # each runtime's own decoding of the non-speech clips
     card = (out / "README.md").read_text()
     assert f"--no-speech-thold {threshold:.3g}" in card.split("## Exports for deployment")[1]
     assert "## Exports for deployment" in card and "| `export/ctranslate2-float16` | faster-whisper" in card and "| `export/ggml-f16` | whisper.cpp" in card
