@@ -224,7 +224,7 @@ def test_help_lists_the_commands_and_their_flags(capsys):
                          (["transcribe", "--help"], ["--audio AUDIO [AUDIO ...]", "--output_format", "--output_dir",
                                                      "--temperature TEMPERATURE [TEMPERATURE ...]", "(default: (0.0, 0.2, 0.4, 0.6, 0.8, 1.0))",
                                                      "--condition_on_prev_tokens", "--compression_ratio_threshold", "(default: 1.35)",
-                                                     "--logprob_threshold", "(default: -1.0)", "--no_speech_threshold", "(default: 0.6)",
+                                                     "--logprob_threshold", "(default: -1.0)", "--no_speech_threshold", "the model's own", "else 0.6", "--vad",
                                                      "temperature fallback", "zlib", "no-speech probability", "srt or vtt"])):
         with pytest.raises(SystemExit) as e: main(argv)
         out = " ".join(capsys.readouterr().out.split())  # argparse wraps help lines
