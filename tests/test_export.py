@@ -19,6 +19,7 @@ from asr_finetuner.train import train
 from asr_finetuner.train_outputs import TrainMetrics
 
 pytest.importorskip("ctranslate2", reason="the export extra is part of dev: pip install -e '.[dev]'")
+pytestmark = pytest.mark.xdist_group("export")  # one worker trains and exports the module's model once, not one per worker
 
 
 @pytest.fixture(scope="module")

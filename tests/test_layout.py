@@ -150,3 +150,10 @@ def test_the_readme_and_the_index_list_every_notebook_and_its_module():
     assert listed_notebooks((root / "README.md").read_text(encoding="utf-8")) == expected
     index = "\n".join("".join(c["source"]) for c in __import__("json").loads((root / "nbs" / "index.ipynb").read_text())["cells"])
     assert listed_notebooks(index) == expected
+
+
+@pytest.mark.xdist_group("layout")
+def test_xdist_groups_hold_under_loadgroup(request):
+    "`make test` runs `--dist loadgroup`: a test of a group must carry it, or each worker rebuilds the fixtures a group shares."
+    if not getattr(request.config.option, "loadgroup", False): pytest.skip("not run by pytest-xdist with --dist loadgroup")
+    assert request.node.nodeid.endswith("@layout"), "pytest-xdist ignores xdist_group under this pytest (pytest-xdist#1386): keep pytest<9.2"

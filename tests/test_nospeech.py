@@ -15,6 +15,8 @@ from asr_finetuner.runtimes import open_runtime
 from asr_finetuner.train import train
 from asr_finetuner.transcribe import transcribe
 
+pytestmark = pytest.mark.xdist_group("nospeech")  # one worker trains the module's model once
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_model_dir, sample_dir):
