@@ -26,9 +26,9 @@ from .checks import non_speech_clips, transcribe_options
 from .text import normalize_text
 
 # %% auto #0
-__all__ = ['RUNTIME_PACKAGES', 'CARD_HEADING', 'parity_clips', 'score_runtime', 'ExportCheckFailed', 'ExportRecord',
-           'write_export', 'silence_rates', 'check_parity', 'export', 'parity_failure', 'export_summary',
-           'note_in_model_card', 'export_after_training', 'exports_table']
+__all__ = ['RUNTIME_PACKAGES', 'SILENCE_MAX_TOKENS', 'CARD_HEADING', 'parity_clips', 'score_runtime', 'ExportCheckFailed',
+           'ExportRecord', 'write_export', 'silence_rates', 'check_parity', 'export', 'parity_failure',
+           'export_summary', 'note_in_model_card', 'export_after_training', 'exports_table']
 
 # %% ../nbs/24_export.ipynb #e4b00019
 def parity_clips(cfg:ExportConfig, # the job's parameters: dataset_name or artifact_name
@@ -111,6 +111,8 @@ def write_export(cfg:ExportConfig, # the job's parameters
     return export_ggml(folder, out / f"ggml-model-{cfg.quantization}.bin", cfg.quantization)
 
 # %% ../nbs/24_export.ipynb #2dd5d24f
+SILENCE_MAX_TOKENS = 16 # tokens decoded per non-speech window: enough to tell whether a runtime writes words there
+
 def silence_rates(runtime:Runtime, # a runtime
                   language:str|None, # the language to decode in
                   task:str, # transcribe or translate
@@ -118,8 +120,8 @@ def silence_rates(runtime:Runtime, # a runtime
     "How often a runtime writes text on non-speech clips: greedy, and through its long-form decoding gated as transcribe gates."
     clips = list(non_speech_clips(min(5.0, runtime.window_seconds), runtime.sampling_rate).values())
     written = lambda texts: sum(bool(normalize_text(t).strip()) for t in texts) / len(texts)
-    gated = runtime.long(clips, language, task, transcribe_options(runtime.no_speech_threshold, 64))
-    return {"clips": len(clips), "greedy": written(runtime.texts(clips, language, task, DecodingOptions(max_length=64))),
+    gated = runtime.long(clips, language, task, transcribe_options(runtime.no_speech_threshold, SILENCE_MAX_TOKENS))
+    return {"clips": len(clips), "greedy": written(runtime.texts(clips, language, task, DecodingOptions(max_length=SILENCE_MAX_TOKENS))),
             "gated": written([g["text"] for g in gated])}
 
 # %% ../nbs/24_export.ipynb #2dd5d24a

@@ -287,7 +287,8 @@ def segments(self:GgmlRuntime, arrays, language, task, options=DecodingOptions()
                   temperature_inc=(temps[1] - temps[0]) if len(temps) > 1 else 0.0,
                   entropy_thold=2.4 if ratio is None else ratio * TOKEN_TO_TEXT_COMPRESSION,
                   logprob_thold=-1e9 if options.logprob_threshold is None else options.logprob_threshold,
-                  no_speech_thold=1.0 if options.no_speech_threshold is None else options.no_speech_threshold, **_beams(options))
+                  no_speech_thold=1.0 if options.no_speech_threshold is None else options.no_speech_threshold,
+                  max_tokens=options.max_length, **_beams(options))  # whisper.cpp caps each segment, not each window
     return [[{"start": s.t0 / 100, "end": s.t1 / 100, "text": s.text, "window": None, "timestamped": None}
              for s in self._run(a, language, task, **params)] for a in arrays]
 
