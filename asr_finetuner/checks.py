@@ -5,14 +5,12 @@
 # %% ../nbs/14_checks.ipynb #c4ec0b02
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import torch
 from transformers import TrainerCallback
 
 from .audio import SAMPLING_RATE, pad_to_window
-from .decoding import generate_segments, long_form_options, transcribe_arrays, transcribe_frames, window_frames
+from .decoding import clip_features, generate_segments, long_form_options, transcribe_arrays, transcribe_frames, window_frames
 from .noise import pink_noise, white_noise
 from .text import normalize_text
 from .config import CALIBRATED_FIELD, DEFAULT_NO_SPEECH_THRESHOLD, DecodingOptions, TranscribeConfig, language_code_of
@@ -110,10 +108,8 @@ def language_accuracy(model, # a Whisper model
 def transcribe_options(no_speech_threshold:float|None, # the no-speech threshold to gate with (None: transcribe's default)
                        max_length:int=64, # longest output per window, in tokens
                       )->DecodingOptions:
-    "The transcribe job's default decoding (temperature fallback and thresholds) with this no-speech threshold."
-    d = {f.name: f.default for f in dataclasses.fields(TranscribeConfig)}
-    return DecodingOptions(d["num_beams"], max_length, tuple(d["temperature"]), d["compression_ratio_threshold"], d["logprob_threshold"],
-                           DEFAULT_NO_SPEECH_THRESHOLD if no_speech_threshold is None else no_speech_threshold, d["condition_on_prev_tokens"])
+    "The transcribe job's default decoding (temperature fallback and thresholds), for a model whose own threshold is this."
+    return TranscribeConfig(model_id="(defaults)", audio=["(defaults)"], generation_max_length=max_length).decoding(no_speech_threshold)
 
 # %% ../nbs/14_checks.ipynb #c4ec0c04
 def window_features(model, # a Whisper model
@@ -123,8 +119,7 @@ def window_features(model, # a Whisper model
                    )->np.ndarray: # float32 (clips + pauses, n_mels, window frames)
     "The clips' features and the pauses' frames, each padded to the model's window as the feature extractor pads."
     fe, n = processor.feature_extractor, window_frames(model)
-    feats = [fe(list(clips.values()), sampling_rate=fe.sampling_rate, padding="max_length", max_length=fe.n_samples, truncation=True,
-                return_tensors="np", return_attention_mask=False).input_features] if clips else []
+    feats = [clip_features(fe, clips.values())] if clips else []
     feats += [pad_to_window(np.asarray(f), n)[None] for f in (pauses or {}).values()]
     return np.concatenate(feats).astype(np.float32) if feats else np.zeros((0, model.config.num_mel_bins, n), np.float32)
 

@@ -16,9 +16,10 @@ from .audio import pad_to_window
 from .whisper import load_model, load_processor, set_language_and_task
 
 # %% auto #0
-__all__ = ['window_frames', 'load_for_inference', 'quiet_transformers', 'batches', 'generate_texts', 'transcribe_arrays',
-           'transcribe_frames', 'file_features', 'batch_features', 'max_new_tokens', 'long_form_options',
-           'generate_segments', 'clip_segments', 'file_transcript', 'long_form_segments', 'window_timestamp_share']
+__all__ = ['window_frames', 'load_for_inference', 'quiet_transformers', 'batches', 'generate_texts', 'clip_features',
+           'transcribe_arrays', 'transcribe_frames', 'file_features', 'batch_features', 'max_new_tokens',
+           'long_form_options', 'generate_segments', 'clip_segments', 'file_transcript', 'long_form_segments',
+           'window_timestamp_share']
 
 # %% ../nbs/09_decoding.ipynb #6a958208
 def window_frames(model, # a Whisper model
@@ -74,6 +75,15 @@ def generate_texts(model, # a Whisper model
         ids = model.generate(features, num_beams=num_beams, max_length=max_length)
     return [t.strip() for t in tokenizer.batch_decode(ids, skip_special_tokens=True)]
 
+# %% ../nbs/09_decoding.ipynb #5e1cc45f
+def clip_features(feature_extractor, # the model's feature extractor
+                  arrays:list, # mono float32 clips at its rate, each at most its window
+                 )->np.ndarray: # (clips, n_mels, window frames)
+    "The clips' log-mel features, each padded to the window as in training."
+    fe = feature_extractor
+    return fe(list(arrays), sampling_rate=fe.sampling_rate, padding="max_length", max_length=fe.n_samples, truncation=True,
+              return_tensors="np", return_attention_mask=False).input_features
+
 # %% ../nbs/09_decoding.ipynb #5e1cc46e
 def transcribe_arrays(model, # a Whisper model
                       processor, # its processor
@@ -92,9 +102,7 @@ def transcribe_arrays(model, # a Whisper model
                          "the transcribe job takes audio of any length.")
     texts = []
     for batch in batches(arrays, batch_size):
-        feats = fe(batch, sampling_rate=fe.sampling_rate, padding="max_length", max_length=fe.n_samples, truncation=True,
-                   return_tensors="np", return_attention_mask=False).input_features
-        texts += generate_texts(model, processor.tokenizer, feats, language, task, num_beams, max_length)
+        texts += generate_texts(model, processor.tokenizer, clip_features(fe, batch), language, task, num_beams, max_length)
     return texts
 
 # %% ../nbs/09_decoding.ipynb #aa1c8cef
