@@ -440,6 +440,7 @@ class DecodingOptions:
     no_speech_threshold: float|None = None # skip a window as silence above this no-speech probability (None: never)
     condition_on_prev_tokens: bool = False # prompt each window with the previous window's text
     vad: bool = False # decode only the speech regions Silero VAD finds (times stay the recording's)
+    word_timestamps: bool = False # time each word too (segments carry `words`)
 
 # %% ../nbs/00_config.ipynb #d0c0de06
 @dataclass(frozen=True)
@@ -523,6 +524,13 @@ class EvaluateConfig(JobConfig):
 OUTPUT_FORMATS = ("text", "json", "srt", "vtt")
 SUBTITLE_FORMATS = ("srt", "vtt")
 
+def _check_lines(cfg):
+    _check_positive(cfg, ["max_line_width", "max_line_count"])
+    if cfg.max_line_width is not None and not cfg.word_timestamps:
+        raise InputError("Parameter max_line_width breaks subtitle lines between timed words: set word_timestamps=True as well.")
+    if cfg.max_line_count is not None and cfg.max_line_width is None:
+        raise InputError("Parameter max_line_count counts lines of max_line_width characters: give max_line_width as well.")
+
 def _check_subtitle_outputs(cfg):
     subtitles = cfg.output_format in SUBTITLE_FORMATS
     if cfg.output_dir is not None and not subtitles:
@@ -587,6 +595,12 @@ class TranscribeConfig(JobConfig):
                                                        "and its log-probability below logprob_threshold; none: the model's own "
                                                        "(calibrated by the train job, in generation_config.json or export.json), "
                                                        "else 0.6; 1: never skip")
+    word_timestamps: bool = param(False, "time every word (json: each segment's words [{word, start, end, probability}]; "
+                                         "srt and vtt: lines cut by words with max_line_width)")
+    max_line_width: Optional[int] = param(None, "srt and vtt: the most characters on a subtitle line, lines broken between words "
+                                                "(needs word_timestamps); none: a segment's text on one line")
+    max_line_count: Optional[int] = param(None, "srt and vtt: the most lines in a subtitle, a new one started after them "
+                                                "(needs max_line_width); none: one subtitle per segment")
 
     def __post_init__(self):
         if isinstance(self.temperature, (int, float)) and not isinstance(self.temperature, bool): self.temperature = [self.temperature]
@@ -601,6 +615,7 @@ class TranscribeConfig(JobConfig):
         if not self.audio: raise InputError("Parameter audio names no file: give one or more audio files.")
         _check_long_form(self)
         _check_subtitle_outputs(self)
+        _check_lines(self)
 
     def decoding(self, model_threshold:float|None=None, # the model's own no_speech_threshold (None: it has none)
                 )->DecodingOptions:
@@ -608,7 +623,7 @@ class TranscribeConfig(JobConfig):
         own = self.no_speech_threshold if self.no_speech_threshold is not None else model_threshold
         no_speech = None if self.logprob_threshold is None else (DEFAULT_NO_SPEECH_THRESHOLD if own is None else own)
         return DecodingOptions(self.num_beams, self.generation_max_length, tuple(self.temperature), self.compression_ratio_threshold,
-                               self.logprob_threshold, no_speech, self.condition_on_prev_tokens, self.vad)
+                               self.logprob_threshold, no_speech, self.condition_on_prev_tokens, self.vad, self.word_timestamps)
 
 # %% ../nbs/00_config.ipynb #e4a0c002
 @dataclass

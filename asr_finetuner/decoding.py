@@ -11,15 +11,17 @@ import numpy as np
 import torch
 import transformers
 
-from .config import DecodingOptions, InputError
+from transformers.models.whisper.tokenization_whisper import _combine_tokens_into_words
+
+from .config import DecodingOptions, InputError, language_name
 from .audio import pad_to_window
 from .whisper import load_model, load_processor, set_language_and_task
 
 # %% auto #0
 __all__ = ['window_frames', 'load_for_inference', 'quiet_transformers', 'batches', 'generate_texts', 'clip_features',
            'transcribe_arrays', 'transcribe_frames', 'file_features', 'batch_features', 'max_new_tokens',
-           'long_form_options', 'generate_segments', 'clip_segments', 'file_transcript', 'long_form_segments',
-           'window_timestamp_share']
+           'long_form_options', 'default_alignment_heads', 'alignment_heads_of', 'segment_words', 'generate_segments',
+           'clip_segments', 'file_transcript', 'long_form_segments', 'window_timestamp_share']
 
 # %% ../nbs/09_decoding.ipynb #6a958208
 def window_frames(model, # a Whisper model
@@ -159,22 +161,60 @@ def long_form_options(options:DecodingOptions, # how to decode
     return dict(num_beams=options.num_beams, condition_on_prev_tokens=options.condition_on_prev_tokens,
                 max_new_tokens=max_new_tokens(model, options.max_length, options.condition_on_prev_tokens),
                 temperature=tuple(options.temperature), compression_ratio_threshold=options.compression_ratio_threshold,
-                logprob_threshold=options.logprob_threshold, no_speech_threshold=options.no_speech_threshold)
+                logprob_threshold=options.logprob_threshold, no_speech_threshold=options.no_speech_threshold,
+                word_timestamps=options.word_timestamps)
 
 # %% ../nbs/09_decoding.ipynb #ff364e80
+def _token_probabilities(segment:dict, scores:list, prompt_length:int)->list:
+    "The probability of each of a segment's tokens, from the scores of the step that chose it (nan where there is none)."
+    a, _ = segment["idxs"]
+    steps = [p - prompt_length for p in range(a, a + len(segment["tokens"]))]
+    return [float(scores[k].float().softmax(-1)[t]) if 0 <= k < len(scores) else float("nan") for k, t in zip(steps, segment["tokens"].tolist())]
+
 @contextmanager
-def _drop_window_scores(model):
+def _drop_window_scores(model, probabilities:bool=False):
     retrieve = model._retrieve_segment
     def retrieve_and_drop(*args, **kwargs):
         cut = retrieve(*args, **kwargs)
         outputs, i = kwargs.get("seek_outputs"), kwargs.get("idx")
-        if isinstance(outputs, list) and i is not None and isinstance(outputs[i], dict): outputs[i].pop("scores", None)
+        if isinstance(outputs, list) and i is not None and isinstance(outputs[i], dict):
+            scores = outputs[i].pop("scores", None)
+            if probabilities and scores is not None:
+                for segment in cut[0]: segment["token_probabilities"] = _token_probabilities(segment, scores, kwargs["decoder_input_ids"].shape[-1])
         return cut
     model._retrieve_segment = retrieve_and_drop
     try: yield
     finally: del model._retrieve_segment
 
 # %% ../nbs/09_decoding.ipynb #d8544ba1
+def default_alignment_heads(config, # a Whisper model's config
+                           )->list: # [layer, head] pairs
+    "Every cross-attention head of the decoder's second half: what CTranslate2 uses for a model that names none."
+    return [[layer, head] for layer in range(config.decoder_layers // 2, config.decoder_layers) for head in range(config.decoder_attention_heads)]
+
+def alignment_heads_of(model, # a Whisper model
+                      )->list: # its generation config's `alignment_heads`, set to `default_alignment_heads` when it has none
+    "The heads whose cross-attention times the words."
+    g = model.generation_config
+    if not getattr(g, "alignment_heads", None): g.alignment_heads = default_alignment_heads(model.config)
+    return [list(h) for h in g.alignment_heads]
+
+def segment_words(tokenizer, # the model's tokenizer
+                  tokens:list, # a segment's token ids, timestamps included
+                  times:list, # each token's time in seconds (transformers' `token_timestamps`)
+                  probabilities:list|None, # each token's probability (None: unknown)
+                  language:str|None, # the language (name or code; None: words split on spaces)
+                 )->list: # [{word, start, end, probability}]
+    "A segment's words, grouped as Whisper groups tokens: each from its first token's time to the time of the token after its last."
+    keep = [i for i, t in enumerate(tokens) if t < tokenizer.eos_token_id]  # text tokens; the special and timestamp ones come after
+    words, _, indices = _combine_tokens_into_words(tokenizer, [tokens[i] for i in keep], language_name(language).lower() if language else None)
+    out = []
+    for word, idx in zip(words, indices):
+        first, last = keep[idx[0]], keep[idx[-1]]
+        p = float(np.mean([probabilities[keep[j]] for j in idx])) if probabilities else float("nan")
+        out.append({"word": word, "start": float(times[first]), "end": float(times[min(last + 1, len(times) - 1)]), "probability": p})
+    return out
+
 def _window_of(segment:dict, first_timestamp_id:int)->dict:
     "Which window a segment was decoded in (segments of one window share its output), and whether that window was timed."
     window = segment.get("result")
@@ -187,26 +227,37 @@ def generate_segments(model, # a Whisper model
                       attention_mask:torch.Tensor, # (files, frames): each file's own frames
                       language:str|None="Italian", # language name or code; None lets Whisper detect it
                       task:str="transcribe", # transcribe or translate
+                      word_timestamps:bool=False, # also time each word (dynamic time warping over the alignment heads' cross-attention)
                       **options, # from `long_form_options`: num_beams, max_new_tokens, temperature, thresholds, ...
-                     )->list: # per file, its segments {start, end, text, window, timestamped}, in seconds from the file's start
+                     )->list: # per file, its segments {start, end, text, window, timestamped[, words]}, in seconds from the file's start
     "Decode whole files with transformers' long-form algorithm."
     set_language_and_task(model.generation_config, language, task)
-    with torch.inference_mode(), quiet_transformers(), _drop_window_scores(model):
+    if word_timestamps: alignment_heads_of(model); options = {**options, "return_token_timestamps": True, "output_scores": True}
+    with torch.inference_mode(), quiet_transformers(), _drop_window_scores(model, probabilities=word_timestamps):
         out = model.generate(features.to(model.device, model.dtype), attention_mask=attention_mask.to(model.device),
                              return_timestamps=True, return_segments=True, **options)
     first = tokenizer.convert_tokens_to_ids("<|0.00|>")
-    return [[{"start": float(s["start"]), "end": float(s["end"]), "text": tokenizer.decode(s["tokens"], skip_special_tokens=True),
-              **_window_of(s, first)} for s in segments] for segments in out["segments"]]
+    def segment(s):
+        seg = {"start": float(s["start"]), "end": float(s["end"]), "text": tokenizer.decode(s["tokens"], skip_special_tokens=True), **_window_of(s, first)}
+        if word_timestamps:
+            seg["words"] = segment_words(tokenizer, s["tokens"].tolist(), s["token_timestamps"].tolist(), s.get("token_probabilities"), language)
+        return seg
+    return [[segment(s) for s in segments] for segments in out["segments"]]
 
 # %% ../nbs/09_decoding.ipynb #c97c6247
 def clip_segments(segments:list, # one file's segments {start, end, text}, from `generate_segments`
                   duration:float, # the file's length in seconds
                  )->list: # the segments inside the file, times rounded to the millisecond
-    "Clip segment times to `duration`; drop segments that start at its end or later, or hold no text."
+    "Clip segment times (and their words') to `duration`; drop segments that start at its end or later, or hold no text."
+    clip = lambda t: round(min(max(float(t), 0.0), duration), 3)
     out = []
     for s in segments:
-        start, end = round(min(max(s["start"], 0.0), duration), 3), round(min(s["end"], duration), 3)
-        if s["text"].strip() and start < duration: out.append({"start": start, "end": max(end, start), "text": s["text"]})
+        start, end = clip(s["start"]), clip(s["end"])
+        if not s["text"].strip() or start >= duration: continue
+        out.append({"start": start, "end": max(end, start), "text": s["text"]})
+        if "words" in s:
+            out[-1]["words"] = [{"word": w["word"], "start": clip(w["start"]), "end": max(clip(w["end"]), clip(w["start"])),
+                                 "probability": round(float(w["probability"]), 3)} for w in s["words"]]
     return out
 
 # %% ../nbs/09_decoding.ipynb #118c74d6

@@ -20,7 +20,7 @@ from .decoding import file_transcript, load_for_inference, long_form_segments, t
 # %% auto #0
 __all__ = ['GGML_MAGIC', 'VAD_OPTIONS', 'TOKEN_TO_TEXT_COMPRESSION', 'RUNTIMES', 'require', 'model_folder', 'is_ggml_file',
            'ggml_file', 'export_info', 'detect_backend', 'Runtime', 'speech_regions', 'regions_audio', 'original_time',
-           'TransformersRuntime', 'CTranslate2Runtime', 'GgmlRuntime', 'open_runtime']
+           'TransformersRuntime', 'CTranslate2Runtime', 'GgmlRuntime', 'ggml_words', 'open_runtime']
 
 # %% ../nbs/10_runtimes.ipynb #fec0d96d
 def require(module:str, # the module to import
@@ -158,9 +158,13 @@ def segments_with_vad(self:Runtime, arrays:list, # mono float32 recordings at `s
     todo = [i for i, r in enumerate(regions) if r]
     out = [[] for _ in arrays]
     for i, found in zip(todo, self.segments([regions_audio(arrays[i], regions[i]) for i in todo], language, task, options) if todo else []):
-        out[i] = [{**s, "start": original_time(s["start"], regions[i], self.sampling_rate),
-                   "end": original_time(s["end"], regions[i], self.sampling_rate, end=True)} for s in found]
+        out[i] = [_in_original_time(s, regions[i], self.sampling_rate) for s in found]
     return out
+
+def _in_original_time(segment:dict, regions:list, sampling_rate:int)->dict:
+    "A segment decoded from the joined speech regions, its times (and its words') in the original recording's."
+    moved = lambda x: {**x, "start": original_time(x["start"], regions, sampling_rate), "end": original_time(x["end"], regions, sampling_rate, end=True)}
+    return {**moved(segment), **({"words": [moved(w) for w in segment["words"]]} if "words" in segment else {})}
 
 # %% ../nbs/10_runtimes.ipynb #a4b436e0
 class TransformersRuntime(Runtime):
@@ -229,15 +233,20 @@ def segments(self:CTranslate2Runtime, arrays, language, task, options=DecodingOp
     run = dict(beam_size=options.num_beams, temperature=list(options.temperature), condition_on_previous_text=options.condition_on_prev_tokens,
                compression_ratio_threshold=None if ratio is None else ratio * TOKEN_TO_TEXT_COMPRESSION, without_timestamps=False,
                log_prob_threshold=options.logprob_threshold, no_speech_threshold=options.no_speech_threshold,
-               vad_filter=options.vad, vad_parameters=VAD_OPTIONS if options.vad else None,
+               vad_filter=options.vad, vad_parameters=VAD_OPTIONS if options.vad else None, word_timestamps=options.word_timestamps,
                max_new_tokens=min(options.max_length, MAX_LABEL_TOKENS - 4 - (MAX_LABEL_TOKENS // 2 if options.condition_on_prev_tokens else 0)))
     out = []
     for a in arrays:
         found = self._run(a, language, task, **run)
         stamps = {}
         for s in found: stamps[s.seek] = stamps.get(s.seek, 0) + sum(t >= first for t in s.tokens)
-        out.append([{"start": s.start, "end": s.end, "text": s.text, "window": s.seek, "timestamped": stamps[s.seek] >= 2} for s in found])
+        out.append([{"start": s.start, "end": s.end, "text": s.text, "window": s.seek, "timestamped": stamps[s.seek] >= 2, **_ct2_words(s)} for s in found])
     return out
+
+def _ct2_words(segment)->dict:
+    "faster-whisper's words of a segment, when it timed them."
+    if not getattr(segment, "words", None): return {}
+    return {"words": [{"word": w.word, "start": w.start, "end": w.end, "probability": w.probability} for w in segment.words]}
 
 # %% ../nbs/10_runtimes.ipynb #76860744
 class GgmlRuntime(Runtime):
@@ -262,6 +271,21 @@ class GgmlRuntime(Runtime):
 
     def _run(self, audio, language, task, **params)->list:
         return self.model.transcribe(np.asarray(audio, np.float32), language=_code(language) or "auto", translate=task == "translate", **params)
+
+    def _words(self, segment:int)->list:
+        "The words of the last run's `segment`-th segment: its text tokens joined at leading spaces, timed by whisper.cpp."
+        pw, ctx = importlib.import_module("_pywhispercpp"), self.model._ctx
+        data = [pw.whisper_full_get_token_data(ctx, segment, j) for j in range(pw.whisper_full_n_tokens(ctx, segment))]
+        return ggml_words([(pw.whisper_token_to_bytes(ctx, d.id), d.t0 / 100, d.t1 / 100, d.p) for d in data if d.id < pw.whisper_token_eot(ctx)])
+
+def ggml_words(tokens:list, # (bytes, start s, end s, probability) of a segment's text tokens (a character may span tokens)
+              )->list: # [{word, start, end, probability}]
+    "Words from whisper.cpp's timed tokens: a token starting with a space starts a word."
+    words = []
+    for text, a, b, p in tokens:
+        if not words or text.startswith(b" "): words.append({"word": text, "start": a, "end": b, "probability": [p]})
+        else: words[-1]["word"] += text; words[-1]["end"] = b; words[-1]["probability"].append(p)
+    return [{**w, "word": w["word"].decode("utf-8", "replace"), "probability": float(np.mean(w["probability"]))} for w in words]
 
 def _release(ref):
     runtime = ref()
@@ -288,9 +312,13 @@ def segments(self:GgmlRuntime, arrays, language, task, options=DecodingOptions()
                   entropy_thold=2.4 if ratio is None else ratio * TOKEN_TO_TEXT_COMPRESSION,
                   logprob_thold=-1e9 if options.logprob_threshold is None else options.logprob_threshold,
                   no_speech_thold=1.0 if options.no_speech_threshold is None else options.no_speech_threshold,
-                  max_tokens=options.max_length, **_beams(options))  # whisper.cpp caps each segment, not each window
-    return [[{"start": s.t0 / 100, "end": s.t1 / 100, "text": s.text, "window": None, "timestamped": None}
-             for s in self._run(a, language, task, **params)] for a in arrays]
+                  max_tokens=options.max_length, token_timestamps=options.word_timestamps, **_beams(options))  # caps each segment, not each window
+    out = []
+    for a in arrays:
+        found = self._run(a, language, task, **params)
+        words = [{"words": self._words(i)} if options.word_timestamps else {} for i in range(len(found))]
+        out.append([{"start": s.t0 / 100, "end": s.t1 / 100, "text": s.text, "window": None, "timestamped": None, **w} for s, w in zip(found, words)])
+    return out
 
 # %% ../nbs/10_runtimes.ipynb #a17be018
 RUNTIMES = {"transformers": TransformersRuntime, "ctranslate2": CTranslate2Runtime, "ggml": GgmlRuntime} # backend name -> runtime

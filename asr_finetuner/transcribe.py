@@ -13,8 +13,8 @@ from .decoding import batches
 from .runtimes import open_runtime
 
 # %% auto #0
-__all__ = ['subtitle_time', 'subtitles', 'format_transcripts', 'write_output', 'deliver', 'finish', 'check_audio_paths',
-           'load_batch', 'decode_failure', 'transcribe']
+__all__ = ['LONG_PAUSE_SECONDS', 'subtitle_time', 'word_lines', 'subtitle_cues', 'subtitles', 'format_transcripts',
+           'write_output', 'deliver', 'finish', 'check_audio_paths', 'load_batch', 'decode_failure', 'transcribe']
 
 # %% ../nbs/23_transcribe.ipynb #cd1cebee
 def subtitle_time(seconds:float, # a time in seconds
@@ -25,24 +25,61 @@ def subtitle_time(seconds:float, # a time in seconds
     return f"{h:02d}:{ms // 60_000:02d}:{ms % 60_000 // 1000:02d}{decimal}{ms % 1000:03d}"
 
 # %% ../nbs/23_transcribe.ipynb #a7c9e8aa
-def subtitles(segments:list, # one file's segments {start, end, text}
+LONG_PAUSE_SECONDS = 3.0 # a pause between words longer than this starts a new line (and, with max_line_count, a new cue)
+
+def word_lines(words:list, # timed words {word, start, end}, in order
+               max_line_width:int, # the most characters on a line (a longer word gets a line of its own)
+              )->list: # lines: lists of words
+    "Lay words in lines of at most `max_line_width` characters, breaking between words and at long pauses."
+    lines, width = [], 0
+    for w in words:
+        text = w["word"].strip()
+        if not text: continue
+        pause = bool(lines) and w["start"] - lines[-1][-1]["end"] > LONG_PAUSE_SECONDS
+        if not lines or pause or width + len(w["word"].rstrip()) > max_line_width:
+            lines.append([]); width = len(text); lines[-1].append(w); continue
+        lines[-1].append(w); width += len(w["word"].rstrip())
+    return lines
+
+def _line(words:list)->str: return "".join(w["word"] for w in words).strip()
+
+def subtitle_cues(segments:list, # one file's segments {start, end, text[, words]}
+                  max_line_width:int|None=None, # the most characters on a line (None: a segment's text on one line)
+                  max_line_count:int|None=None, # the most lines in a cue (None: a cue per segment)
+                 )->list: # (start, end, text) of each cue, lines joined by newlines
+    "The cues of a subtitle file: a segment each, its words laid in lines; or, with `max_line_count`, words laid across segments."
+    if max_line_width is None or not all(s.get("words") for s in segments):
+        return [(s["start"], s["end"], " ".join(s["text"].split())) for s in segments]
+    if max_line_count is None:
+        return [(s["start"], s["end"], "\n".join(_line(l) for l in word_lines(s["words"], max_line_width))) for s in segments]
+    cues, lines = [], word_lines([w for s in segments for w in s["words"]], max_line_width)
+    for line in lines:  # a cue holds max_line_count lines, and ends at a long pause
+        if cues and len(cues[-1]) < max_line_count and line[0]["start"] - cues[-1][-1][-1]["end"] <= LONG_PAUSE_SECONDS: cues[-1].append(line)
+        else: cues.append([line])
+    return [(c[0][0]["start"], c[-1][-1]["end"], "\n".join(_line(l) for l in c)) for c in cues]
+
+def subtitles(segments:list, # one file's segments {start, end, text[, words]}
               output_format:str="srt", # srt or vtt
+              max_line_width:int|None=None, # the most characters on a line, broken between words (None: one line per segment)
+              max_line_count:int|None=None, # the most lines in a cue (None: a cue per segment)
              )->str:
     "One file's segments as SRT or WebVTT cues."
     dec = "," if output_format == "srt" else "."
-    cues = [f"{subtitle_time(s['start'], dec)} --> {subtitle_time(s['end'], dec)}\n{' '.join(s['text'].split()).replace('-->', '->')}\n"
-            for s in segments]
+    cues = [f"{subtitle_time(a, dec)} --> {subtitle_time(b, dec)}\n{text.replace('-->', '->')}\n"
+            for a, b, text in subtitle_cues(segments, max_line_width, max_line_count)]
     if output_format == "srt": return "\n".join(f"{i}\n{c}" for i, c in enumerate(cues, 1))
     return "\n".join(["WEBVTT\n"] + cues)
 
 # %% ../nbs/23_transcribe.ipynb #ca633eea
 def format_transcripts(results:list, # {path, text, duration, segments} per file
                        output_format:str="text", # text, json, or srt or vtt (one file only)
+                       max_line_width:int|None=None, # srt and vtt: the most characters on a line (None: a segment per line)
+                       max_line_count:int|None=None, # srt and vtt: the most lines in a cue (None: a cue per segment)
                       )->str:
     "The transcripts as text lines, JSON, or one file's subtitles."
     if output_format in SUBTITLE_FORMATS:
         if len(results) != 1: raise ValueError(f"{output_format} holds one file's subtitles, not {len(results)}")
-        return subtitles(results[0]["segments"], output_format)
+        return subtitles(results[0]["segments"], output_format, max_line_width, max_line_count)
     if output_format == "json": return json.dumps(results, indent=2, ensure_ascii=False) + "\n"
     return "".join(f"{r['path']}\t{' '.join(r['text'].split())}\n" for r in results)
 
@@ -64,7 +101,7 @@ def deliver(result:dict, # one file's transcript {path, text, duration, segments
            ):
     "What is written as soon as a file is transcribed: its text line on stdout, or its subtitle file."
     if cfg.output_dir is not None:
-        write_output(format_transcripts([result], cfg.output_format), Path(cfg.output_dir) / f"{Path(result['path']).stem}.{cfg.output_format}", "output_dir")
+        write_output(format_transcripts([result], cfg.output_format, cfg.max_line_width, cfg.max_line_count), Path(cfg.output_dir) / f"{Path(result['path']).stem}.{cfg.output_format}", "output_dir")
     elif cfg.output_format == "text" and cfg.output_file is None: print(format_transcripts([result]), end="", flush=True)
 
 # %% ../nbs/23_transcribe.ipynb #d1a7a5f3
@@ -74,7 +111,7 @@ def finish(results:list, # every file's transcript
     "What is written once every file is transcribed: JSON, output_file, or a single file's subtitles."
     if not results or (cfg.output_format == "text" and cfg.output_file is None): return
     if cfg.output_dir is not None: return print(f"Wrote {len(results)} {cfg.output_format} file(s) to {cfg.output_dir}", file=sys.stderr)
-    text = format_transcripts(results, cfg.output_format)
+    text = format_transcripts(results, cfg.output_format, cfg.max_line_width, cfg.max_line_count)
     if cfg.output_file: write_output(text, cfg.output_file); print(f"Wrote {len(results)} transcript(s) to {cfg.output_file}", file=sys.stderr)
     else: print(text, end="", flush=True)
 
