@@ -10,16 +10,19 @@ import torch
 from transformers import TrainerCallback
 
 from .audio import SAMPLING_RATE, pad_to_window
-from .decoding import clip_features, generate_segments, long_form_options, transcribe_arrays, transcribe_frames, window_frames
+from .decoding import clip_features, default_alignment_heads, generate_segments, long_form_options, transcribe_arrays, transcribe_frames, window_frames
 from .noise import pink_noise, white_noise
+from .packing import clip_starts, join_frames, label_segments, timestamped_label
 from .text import normalize_text
 from .config import CALIBRATED_FIELD, DEFAULT_NO_SPEECH_THRESHOLD, DecodingOptions, TranscribeConfig, language_code_of
 
 # %% auto #0
-__all__ = ['NOISE_LEVELS_DBFS', 'FRAMES_PER_SECOND', 'MAX_SPEECH_SKIPPED', 'non_speech_clips', 'hallucination_rate', 'quiet_runs',
-           'pause_clips', 'detected_languages', 'language_accuracy', 'transcribe_options', 'window_features',
+__all__ = ['NOISE_LEVELS_DBFS', 'FRAMES_PER_SECOND', 'MAX_SPEECH_SKIPPED', 'ALIGNMENT_CLIPS', 'ALIGNMENT_PAUSE_SECONDS',
+           'ONSET_BELOW', 'HEAD_SET_SIZES', 'non_speech_clips', 'hallucination_rate', 'quiet_runs', 'pause_clips',
+           'detected_languages', 'language_accuracy', 'transcribe_options', 'window_features',
            'gated_hallucination_rate', 'no_speech_probabilities', 'auroc', 'calibrated_threshold', 'GuardrailChecks',
-           'check_history']
+           'check_history', 'speech_onset', 'label_clips', 'alignment_windows', 'window_attentions', 'head_scores',
+           'first_word_errors', 'select_alignment_heads']
 
 # %% ../nbs/14_checks.ipynb #c4ec0b07
 NOISE_LEVELS_DBFS = (-60, -40) # RMS levels of the noise clips
@@ -257,3 +260,120 @@ def check_history(log_history:list, # the trainer's `state.log_history`
     "The checks recorded in a log history: the first (step 0) and the last."
     runs = [_check_entry(h) for h in log_history if any(k.startswith("checks_") for k in h)]
     return {"step_0": runs[0], "final": runs[-1]} if runs else {}
+
+# %% ../nbs/14_checks.ipynb #ah000002
+ALIGNMENT_CLIPS = 48 # eval clips packed into windows to choose the alignment heads
+ALIGNMENT_PAUSE_SECONDS = 1.0 # silence between two clips of a window
+ONSET_BELOW = 0.75 # a clip's speech starts at its first frame this close to its loudest (0.75 of Whisper's scale = 30 dB)
+HEAD_SET_SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24) # how many of the best-ranked heads each candidate set takes
+
+def speech_onset(frames:np.ndarray, # a clip's stored frames, (frames, n_mels), Whisper's normalised log-mel
+                )->int: # the first frame within `ONSET_BELOW` of the clip's loudest frame
+    "Where a clip's speech starts, in frames."
+    loudness = np.asarray(frames, np.float32).max(axis=1)
+    return int(np.argmax(loudness > loudness.max() - ONSET_BELOW))
+
+# %% ../nbs/14_checks.ipynb #ah000004
+def label_clips(label:list, # an eval row's label ids
+                frames:int, # the row's stored frames
+                first_timestamp_id:int, # the id of `<|0.00|>`
+                eot:int, # `<|endoftext|>`
+               )->list: # (start frame, end frame, text ids) of each clip of the row
+    "The clips of an eval row: its timestamped segments when it is packed, else the whole row."
+    if any(t >= first_timestamp_id for t in label):
+        return [(round(a / 0.01), round(b / 0.01), list(ids)) for a, b, ids in label_segments(label, first_timestamp_id)]
+    return [(0, frames, [t for t in label if t < eot])]
+
+# %% ../nbs/14_checks.ipynb #ah000006
+def alignment_windows(model, # a Whisper model
+                      tokenizer, # its tokenizer
+                      frames:list, # stored frames of eval rows, (frames, n_mels) each
+                      labels:list, # their label ids
+                     )->list: # windows {features, frames, ids, prefix, clips: [(first text token's index, onset frame)]}
+    "Eval rows laid end to end in windows, with a timestamped label whose clip boundaries are known."
+    first, eot, window = tokenizer.convert_tokens_to_ids("<|0.00|>"), tokenizer.eos_token_id, window_frames(model)
+    pieces = [(np.asarray(f), label_clips(l, len(f), first, eot), [t for t in l[:3] if eot < t < first]) for f, l in zip(frames, labels)]
+    pieces = [p for p in pieces if len(p[0]) <= window and p[1] and all(ids for _, _, ids in p[1])]
+    groups, current = [], []
+    for piece in pieces:  # consecutive rows while they fit the window and the decoder
+        candidate = current + [piece]
+        end = clip_starts([len(f) / 100 for f, _, _ in candidate], ALIGNMENT_PAUSE_SECONDS)[-1] + len(piece[0])
+        tokens = len(piece[2]) + 1 + sum(len(ids) + 2 for _, cs, _ in candidate for _, _, ids in cs)
+        if current and (end > window or tokens > model.config.max_target_positions - 8): groups.append(current); candidate = [piece]
+        current = candidate
+    return [_alignment_window(g, first, eot, window) for g in groups + ([current] if current else [])]
+
+def _alignment_window(pieces:list, first:int, eot:int, window:int)->dict:
+    starts = clip_starts([len(f) / 100 for f, _, _ in pieces], ALIGNMENT_PAUSE_SECONDS)
+    clips = [(s + a, s + b, ids, s + a + speech_onset(f[a:b])) for s, (f, cs, _) in zip(starts, pieces) for a, b, ids in cs]
+    prefix = pieces[0][2]
+    joined = join_frames([f for f, _, _ in pieces], starts)
+    index, marks = len(prefix) + 1, []  # each clip's label: its start timestamp, its text, its end timestamp
+    for _, _, ids, onset in clips: marks.append((index, onset)); index += len(ids) + 2
+    return {"features": pad_to_window(joined, window), "frames": len(joined), "prefix": len(prefix), "clips": marks,
+            "ids": timestamped_label(prefix, [(a * 0.01, b * 0.01, ids) for a, b, ids, _ in clips], first, eot)}
+
+# %% ../nbs/14_checks.ipynb #ah000009
+class _Generated(dict):
+    "What `_extract_token_timestamps` reads of `generate`'s output: keys as attributes."
+    __getattr__ = dict.__getitem__
+
+def window_attentions(model, # a Whisper model
+                      window:dict, # from `alignment_windows`
+                     )->torch.Tensor: # float32 (layers, heads, label tokens less one, encoder frames of the audio)
+    "Every cross-attention head's weights while the window's label is teacher-forced, cropped to the audio."
+    impl = model.config._attn_implementation
+    model.config._attn_implementation = "eager"  # what `generate` switches to for token timestamps: sdpa returns no weights
+    try:
+        with torch.inference_mode():
+            out = model(input_features=torch.as_tensor(window["features"])[None].to(model.device, model.dtype),
+                        decoder_input_ids=torch.tensor([window["ids"][:-1]], device=model.device), output_attentions=True)
+    finally: model.config._attn_implementation = impl
+    return torch.stack([a[0, :, :, : window["frames"] // 2] for a in out.cross_attentions]).float().cpu()
+
+def head_scores(attentions:list, # per window, from `window_attentions`
+                windows:list, # from `alignment_windows`
+               )->np.ndarray: # (layers, heads): mean share of a clip's text attention on its own frames
+    "How well each head looks at the clip being transcribed."
+    shares = []
+    for a, w in zip(attentions, windows):
+        marks = w["clips"] + [(len(w["ids"]), w["frames"])]  # a clip's text: from its first token to the next clip's two timestamps
+        for (i, onset), (j, next_onset) in zip(marks, marks[1:]): shares.append(a[:, :, i:j - 2, onset // 2: next_onset // 2].sum(-1).mean(-1).numpy())
+    return np.mean(shares, axis=0)
+
+def first_word_errors(model, # a Whisper model
+                      attentions:list, # per window, from `window_attentions`
+                      windows:list, # from `alignment_windows`
+                      heads:list, # [layer, head] pairs
+                     )->list: # seconds between each clip's first word start (DTW) and its speech onset
+    "How far `heads` put each clip's first word from where its speech starts, timed as `generate` times words."
+    out = []
+    for a, w in zip(attentions, windows):
+        generated = _Generated(cross_attentions=(tuple(a[l][None] for l in range(len(a))),), sequences=torch.tensor([w["ids"]]))
+        times = model._extract_token_timestamps(generated, heads, num_frames=w["frames"], num_input_ids=w["prefix"])[0]
+        out += [abs(float(times[i]) - onset / 100) for i, onset in w["clips"]]
+    return out
+
+# %% ../nbs/14_checks.ipynb #ah000012
+def select_alignment_heads(model, # a Whisper model
+                           tokenizer, # its tokenizer
+                           frames:list, # stored frames of eval rows (their clips' speech onsets are the reference)
+                           labels:list, # their label ids
+                          )->dict|None: # {heads, median_error_s, original_heads, original_median_error_s, reselected, windows, clips}; None without windows
+    "The alignment heads whose DTW path best finds where each packed clip starts: the best-ranked set, if no worse than the model's own."
+    windows = alignment_windows(model, tokenizer, frames, labels)
+    if not windows: return None
+    was_training = model.training; model.eval()
+    attentions = [window_attentions(model, w) for w in windows]
+    model.train(was_training)
+    scores = head_scores(attentions, windows)
+    ranked = [list(map(int, np.unravel_index(k, scores.shape))) for k in np.argsort(-scores, axis=None, kind="stable")]
+    original = getattr(model.generation_config, "alignment_heads", None) or default_alignment_heads(model.config)
+    error = lambda heads: float(np.median(first_word_errors(model, attentions, windows, heads)))
+    candidates = [ranked[:n] for n in HEAD_SET_SIZES if n <= len(ranked)]
+    errors = [error(c) for c in candidates]
+    best, own = int(np.argmin(errors)), error(original)
+    keep = errors[best] <= own
+    return {"heads": candidates[best] if keep else [list(h) for h in original], "median_error_s": round(min(errors[best], own), 4),
+            "original_heads": [list(h) for h in original], "original_median_error_s": round(own, 4), "reselected": keep,
+            "windows": len(windows), "clips": sum(len(w["clips"]) for w in windows)}

@@ -20,7 +20,7 @@ from .text import asr_metrics
 from .whisper import load_model, load_processor, set_language_and_task
 from .artifacts import Manifest, load_artifact, seeded_subset, wandb_artifact_ref
 from .augment import AugmentationEpoch, AugmentedRows, make_augmentation
-from .checks import GuardrailChecks, check_history, pause_clips
+from .checks import ALIGNMENT_CLIPS, GuardrailChecks, check_history, pause_clips, select_alignment_heads
 from .scoring import write_predictions
 from .sets import (BEST_FOLDER, BestStep, MixedRows, MultiSetTrainer, NonSpeechRows, best_metric_key, check_fits_model,
                                 load_eval_sets, load_mix_sources, nospeech_label, nospeech_sources, usable_rows)
@@ -237,12 +237,21 @@ def _dequantized_linear(layer, # a peft LoRA layer over a bitsandbytes layer
     if base.bias is not None: plain.bias.data.copy_(base.bias.data.float())
     return plain
 
+def _standard_layout(model):
+    "4-bit weights back in bitsandbytes' standard layout: from 0.50 on, its CPU kernel repacks them at the first forward pass."
+    import bitsandbytes.functional as bnbf
+    for m in model.modules():
+        state = getattr(getattr(m, "weight", None), "quant_state", None)
+        if state is not None and getattr(state, "packing_format_for_cpu", False):
+            m.weight.data, m.weight.quant_state = bnbf._convert_weight_packed_for_cpu_inverse(m.weight.data, state)
+
 def merged(model, # a model, with or without LoRA adapters, its base quantised or not
           ):
     "The plain full-precision model, LoRA adapters merged in if there are any, quantised weights dequantised."
     if not hasattr(model, "merge_and_unload"): return model
     inner = model.get_base_model()
     if getattr(inner, "hf_quantizer", None) is None: return model.merge_and_unload()
+    _standard_layout(inner)  # dequantising reads the standard layout
     for name, layer in [(n, m) for n, m in inner.named_modules() if hasattr(m, "get_delta_weight") and hasattr(m, "get_base_layer")]:
         parent, child = inner.get_submodule(name.rsplit(".", 1)[0]), name.rsplit(".", 1)[1]
         setattr(parent, child, _dequantized_linear(layer))  # merged in full precision: no rounding back to 4 or 8 bits
@@ -465,16 +474,19 @@ def run_metrics(run:TrainingRun, # the finished training
 # %% ../nbs/21_train.ipynb #4f58a600
 def save_outputs(run:TrainingRun, # the finished training
                 )->TrainMetrics: # as written to metrics.json
-    "Write the model folder: model, processor, config, metrics, predictions, plot, model card."
+    "Write the model folder: model (alignment heads re-selected), processor, config, metrics, predictions, plot, model card."
     cfg, out, tok = run.cfg, run.out, run.processor.tokenizer
     model, end = merged(run.trainer.model), check_history(run.trainer.state.log_history).get("final", {})
     if "calibrated_threshold" in end: setattr(model.generation_config, CALIBRATED_FIELD, end["calibrated_threshold"])
+    aligned = seeded_subset(run.eval_rows, ALIGNMENT_CLIPS, cfg.seed)
+    heads = select_alignment_heads(model, tok, [np.asarray(f) for f in aligned["log_mel_frames"]], list(aligned["labels"]))
+    if heads: model.generation_config.alignment_heads = heads["heads"]  # what word timestamps use from now on
     model.save_pretrained(out); run.processor.save_pretrained(out)
     run.processor.feature_extractor.save_pretrained(out)  # preprocessor_config.json too, which many tools read
     save_config(cfg, out / "train_config.json")
     hyps = [h.strip() for h in tok.batch_decode(np.where(run.predictions < 0, tok.pad_token_id, run.predictions), skip_special_tokens=True)]
     write_predictions(out / "predictions.jsonl", run.eval_rows["source"], run.eval_rows["text"], hyps)
-    metrics = run_metrics(run, hyps)
+    metrics = replace(run_metrics(run, hyps), alignment_heads=heads)
     metrics.write(out / "metrics.json")
     plot_curves(run.trainer.state.log_history, out / "training_curves.png", list(run.eval_sets), metrics.kept.get("step"))
     if run.best and run.best["step"] == metrics.steps:  # the last step is saved: the folder has its weights, the copy can go

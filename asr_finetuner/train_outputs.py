@@ -107,6 +107,7 @@ class TrainMetrics(JsonRecord):
     mixed: list = field(default_factory=list) # with mix_artifacts: each artifact trained on, {artifact_name, share, fingerprint, rows, rows_per_epoch, ...}
     exports: list = field(default_factory=list) # with export_formats: {format, quantization, folder, status, wer_increase, error} each
     plan: dict = field(default_factory=dict) # before step 1: parameters, memory estimate (bytes, by part), rows, steps, epochs
+    alignment_heads: dict|None = None # the word-timing heads chosen at the end: {heads, median_error_s, original_heads, original_median_error_s, reselected, windows, clips}
 
 # %% ../nbs/16_train_outputs.ipynb #057359e4
 def _long_form_note(manifest:Manifest)->str:
@@ -129,7 +130,7 @@ def _checks_note(metrics:TrainMetrics)->str:
             f"| text written on {end['non_speech_clips']} non-speech clips (greedy) | {100 * s0['hallucination_rate']:.0f} | {100 * end['hallucination_rate']:.0f} |\n"
             f"{_gated_rows(s0, end)}"
             f"| language identified on {end['language_clips']} eval clips | {100 * s0['language_accuracy']:.0f} | {100 * end['language_accuracy']:.0f} |\n{sets}\n")
-    return note + _threshold_note(end) + warned
+    return note + _threshold_note(end) + _heads_note(metrics.alignment_heads) + warned
 
 def _pct(entry:dict, key:str)->str: return f"{100 * entry[key]:.0f}" if key in entry else "-"
 
@@ -151,6 +152,18 @@ def _threshold_note(end:dict)->str:
             f"`generation_config.json` (`{CALIBRATED_FIELD}`). Elsewhere, pass it yourself: transformers' `generate` (or a pipeline's "
             f"`generate_kwargs`) `no_speech_threshold={t:.3g}, logprob_threshold=-1.0, temperature=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0)`; "
             f"faster-whisper `no_speech_threshold={t:.3g}`; whisper.cpp `--no-speech-thold {t:.3g}`.\n\n")
+
+def _heads_note(heads:dict|None)->str:
+    "Which alignment heads time the words, and how to use them where they are not read by themselves."
+    if not heads: return ""
+    how = (f"re-selected at the end of training: their dynamic time warping puts each clip's first word a median "
+           f"{heads['median_error_s']:.2f} s from its start, against {heads['original_median_error_s']:.2f} s for the model's own heads"
+           if heads["reselected"] else f"the model's own, kept: no other set found each clip's start better "
+           f"(median first-word error {heads['original_median_error_s']:.2f} s)")
+    return (f"Word timestamps: alignment heads `{heads['heads']}` (layer, head), {how}, on {heads['clips']} eval clips packed "
+            f"into {heads['windows']} windows. transformers (`return_token_timestamps`) and the CTranslate2 export read them from "
+            f"`generation_config.json` (`alignment_heads`); whisper.cpp takes custom heads through its C API (`dtw_aheads`), "
+            f"its command line only presets.\n\n")
 
 # %% ../nbs/16_train_outputs.ipynb #0b5e7a0f
 def _index_result(name:str, dataset:str, config:str, split:str, scores:dict)->dict:

@@ -19,7 +19,7 @@ FLOORS = {"base": (0, 19), "job": (20, 29), "top": (30, 99)}  # the notebook num
 # Imported where they are used: optional extras (wandb, peft, the export runtimes: their absence is a clear error at
 # the call, not at import) and the display and notebook-running packages, which only the widgets, plots and job
 # runner need and which take about a second to import.
-LAZY = {"wandb", "peft", "ctranslate2", "faster_whisper", "pywhispercpp", "matplotlib", "IPython", "papermill", "silero_vad"}
+LAZY = {"wandb", "peft", "bitsandbytes", "ctranslate2", "faster_whisper", "pywhispercpp", "matplotlib", "IPython", "papermill", "silero_vad"}
 
 
 def floor(module:str)->str:
