@@ -256,8 +256,10 @@ def clip_segments(segments:list, # one file's segments {start, end, text}, from 
         if not s["text"].strip() or start >= duration: continue
         out.append({"start": start, "end": max(end, start), "text": s["text"]})
         if "words" in s:
-            out[-1]["words"] = [{"word": w["word"], "start": clip(w["start"]), "end": max(clip(w["end"]), clip(w["start"])),
-                                 "probability": round(float(w["probability"]), 3)} for w in s["words"]]
+            words = [{"word": w["word"], "start": clip(w["start"]), "end": max(clip(w["end"]), clip(w["start"])),
+                      "probability": round(float(w["probability"]), 3)} for w in s["words"]]
+            if words: out[-1].update(start=words[0]["start"], end=words[-1]["end"])  # timed by its words, as openai-whisper and faster-whisper do
+            out[-1]["words"] = words
     return out
 
 # %% ../nbs/09_decoding.ipynb #118c74d6

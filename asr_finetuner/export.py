@@ -91,6 +91,7 @@ class ExportRecord(JsonRecord):
     error: str|None = None # why the check failed
     asr_finetuner_version: str = __version__ # the exporter's version
     calibrated_no_speech_threshold: float|None = None # the source model's calibrated no-speech threshold, for the runtimes (None: none)
+    alignment_heads: list|None = None # the source model's word-timing heads, [layer, head] (CTranslate2 keeps them in config.json; whisper.cpp takes them as custom dtw_aheads)
 
 # %% ../nbs/24_export.ipynb #e4b00031
 RUNTIME_PACKAGES = {"ctranslate2": ("faster-whisper", "faster_whisper"), "ggml": ("whisper.cpp (pywhispercpp)", "pywhispercpp")} # format -> (runtime, its package)
@@ -164,7 +165,7 @@ def export(config:ExportConfig|None=None, # the job's parameters as an object, o
     files = write_export(cfg, folder)
     record = ExportRecord(cfg.format, cfg.quantization, runtime, _version(package), str(cfg.model_id), language and language_code_of(language),
                           task, files, _size_mb(out), "unchecked", datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                          calibrated_no_speech_threshold=threshold)
+                          calibrated_no_speech_threshold=threshold, alignment_heads=getattr(generation, "alignment_heads", None))
     record.write(out / "export.json")  # the exported runtimes read the language and task from it
     if cfg.parity_check:
         try: record.parity = check_parity(cfg, source, language, task)

@@ -195,3 +195,59 @@ def test_vad_decodes_the_speech_of_a_long_recording_in_its_own_time(trained, tmp
         m = evaluate(model_id=str(trained["out"]), dataset_name=str(trained["manifest"]), eval_split="test", long_form=True, vad=True,
                      output_dir=str(tmp_path / "eval"), generation_max_length=40)
         assert m.long_form and m.num_utterances == 4 and m.windows == 4 and m.wer <= 1.0
+
+
+def two_clips_with_pauses(trained, path):
+    "The first two clips with 3, 4 and 2 s of silence around them, written to `path`."
+    import soundfile as sf
+    from asr_finetuner.audio import load_audio
+    clips = [load_audio(c, 16_000) for c in trained["clips"][:2]]
+    silence = lambda s: np.zeros(int(s * 16_000), np.float32)
+    sf.write(path, np.concatenate([silence(3), clips[0], silence(4), clips[1], silence(2)]), 16_000)
+    return path
+
+
+@pytest.mark.parametrize("backend, where", [("transformers", "."), ("ctranslate2", "export/ctranslate2-float16"), ("ggml", "export/ggml-f16")])
+def test_word_timestamps_in_json_and_subtitle_lines_cut_by_words(trained, tmp_path, backend, where):
+    "Each runtime's words: in JSON, spelling their segment, in order, with a probability; in SRT, lines of at most 12 characters."
+    import srt
+    path = two_clips_with_pauses(trained, tmp_path / "two.wav")
+    common = dict(model_id=str(trained["out"] / where), audio=[str(path)], word_timestamps=True, temperature=0, generation_max_length=40)
+    (r,) = transcribe(output_format="json", output_file=str(tmp_path / "t.json"), **common)
+    assert json.loads((tmp_path / "t.json").read_text())[0]["segments"] == r["segments"]
+    assert r["segments"] and all(s["words"] for s in r["segments"])
+    for s in r["segments"]:
+        assert "".join(w["word"] for w in s["words"]).split() == s["text"].split()
+        assert (s["start"], s["end"]) == (s["words"][0]["start"], s["words"][-1]["end"])  # a segment spans its words
+    words = [w for s in r["segments"] for w in s["words"]]
+    assert all(0 <= w["start"] <= w["end"] <= r["duration"] and 0 <= w["probability"] <= 1 for w in words)
+    assert [w["start"] for w in words] == sorted(w["start"] for w in words)
+    if backend != "ggml":  # whisper.cpp forces no timestamps on a 2-layer decoder (its test for the first distilled models)
+        assert words[-1]["end"] - words[0]["start"] > 1.0
+    for count in (None, 1):
+        transcribe(output_format="srt", output_dir=str(tmp_path / f"subs{count}"), max_line_width=12, max_line_count=count, **common)
+        cues = list(srt.parse((tmp_path / f"subs{count}" / "two.srt").read_text(encoding="utf-8")))
+        lines = [line for c in cues for line in c.content.split("\n")]
+        assert " ".join(lines).split() == r["text"].split()  # every word once, in order
+        assert all(len(line) <= 12 or " " not in line for line in lines)  # a longer word has a line of its own
+        most = max(len(c.content.split("\n")) for c in cues)
+        assert most == 1 if count == 1 else most > 1  # a cue a segment, its text in lines; or cues of one line each
+
+
+def test_the_train_job_reselects_the_alignment_heads_word_timestamps_then_use(trained, tmp_path):
+    from asr_finetuner.audio import load_audio
+    from asr_finetuner.config import DecodingOptions
+    out, h = trained["out"], trained["metrics"].alignment_heads
+    assert h["reselected"] and h["median_error_s"] < h["original_median_error_s"] and (h["windows"], h["clips"]) == (1, 4), h
+    assert TrainMetrics.read(out / "metrics.json").alignment_heads == h
+    assert json.loads((out / "generation_config.json").read_text())["alignment_heads"] == h["heads"]
+    ct2 = out / "export" / "ctranslate2-float16"
+    assert json.loads((ct2 / "config.json").read_text())["alignment_heads"] == h["heads"]  # faster-whisper's word timestamps use them
+    for folder in (ct2, out / "export" / "ggml-f16"): assert json.loads((folder / "export.json").read_text())["alignment_heads"] == h["heads"]
+    assert "Word timestamps: alignment heads" in (out / "README.md").read_text()
+    rt, audio = runtimes.TransformersRuntime(str(out)), [load_audio(str(two_clips_with_pauses(trained, tmp_path / "two.wav")), 16_000)]
+    times = lambda: [(w["start"], w["end"]) for s in rt.long(audio, "Italian", "transcribe", DecodingOptions(max_length=40, word_timestamps=True))[0]["segments"]
+                     for w in s["words"]]
+    saved = times()
+    rt.model.generation_config.alignment_heads = h["original_heads"]
+    assert times() != saved  # the heads decide the words' times: generate timed them with the saved ones
