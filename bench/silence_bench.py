@@ -291,6 +291,15 @@ def words(a):
     if heads["saved"] != original:
         g.alignment_heads = original; heads["original"] = original
         res["original"] = long_scores(rt, long, options, word_timestamps=True)
+    else:  # the base model (or a run that kept its heads): re-select them here, as the train job does, on the artifact's eval rows
+        from asr_finetuner.artifacts import load_artifact, seeded_subset
+        from asr_finetuner.checks import ALIGNMENT_CLIPS, select_alignment_heads
+        rows = seeded_subset(load_artifact(ARTIFACT, work / "artifacts")[0]["eval"], ALIGNMENT_CLIPS, a.seed)  # the runs were trained with seed a.seed
+        chosen = select_alignment_heads(rt.model, rt.processor.tokenizer, [np.asarray(f) for f in rows["log_mel_frames"]], list(rows["labels"]))
+        heads["selection"] = chosen
+        if chosen["heads"] != original:
+            g.alignment_heads = chosen["heads"]; heads["reselected"] = chosen["heads"]
+            res["reselected"] = long_scores(rt, long, options, word_timestamps=True)
     res["heads"] = heads
     (work / "words").mkdir(exist_ok=True); (work / "words" / f"{a.name}.json").write_text(json.dumps(res, indent=1))
     print(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "first_word_errors"} if k != "heads" else v for k, v in res.items()}))
