@@ -222,6 +222,8 @@ def add_lora(model, # a Whisper model, its base weights quantised or not
     except ImportError: raise InputError("lora=True needs peft: pip install 'asr-finetuner[lora]'.") from None
     if bits: model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
                                                      gradient_checkpointing_kwargs={"use_reentrant": False})
+    for m in model.modules():  # bitsandbytes repacks 4-bit weights for CPUs with AVX512-BF16 at an eval-mode forward pass (the step-0
+        if hasattr(m, "support_avx512bf16_for_cpu"): m.support_avx512bf16_for_cpu = False  # evaluation): training then fails on them
     return get_peft_model(model, LoraConfig(r=rank, lora_alpha=alpha or 2 * rank, lora_dropout=dropout, target_modules=list(target_modules)))
 
 # %% ../nbs/21_train.ipynb #89d0a616
@@ -238,7 +240,7 @@ def _dequantized_linear(layer, # a peft LoRA layer over a bitsandbytes layer
     return plain
 
 def _standard_layout(model):
-    "4-bit weights back in bitsandbytes' standard layout: from 0.50 on, its CPU kernel repacks them at the first forward pass."
+    "4-bit weights back in bitsandbytes' standard layout, which its CPU kernel for AVX512-BF16 repacks at an eval-mode forward pass."
     import bitsandbytes.functional as bnbf
     for m in model.modules():
         state = getattr(getattr(m, "weight", None), "quant_state", None)
