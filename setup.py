@@ -18,7 +18,7 @@ py_versions = '3.10 3.11 3.12 3.13'.split()
 requirements = cfg.get('requirements', '').split()
 min_python = cfg['min_python']
 lic = licenses.get(cfg['license'].lower(), (cfg['license'], None))
-extras = {name: cfg.get(f'{name}_requirements', '').split() for name in ('dev', 'wandb', 'lora', 'qlora', 'export', 'vad', 'lab')}
+extras = {name: cfg.get(f'{name}_requirements', '').split() for name in ('dev', 'wandb', 'lora', 'qlora', 'export', 'vad', 'lab', 'distributed')}
 
 setuptools.setup(
     name=cfg['lib_name'],

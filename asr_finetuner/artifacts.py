@@ -15,15 +15,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import datasets
+import fsspec
 from datasets import Dataset, DatasetDict, IterableDataset, load_from_disk
 
 from .config import InputError
 
 # %% auto #0
-__all__ = ['ARTIFACT_FORMAT_VERSION', 'MANIFEST', 'MANIFEST_CHECKSUM', 'default_artifacts_dir', 'artifact_path',
-           'content_fingerprint', 'artifact_lock', 'remove_stale_staging', 'publish', 'staged_artifact',
-           'seeded_subset', 'JsonRecord', 'Manifest', 'data_files', 'write_manifest', 'read_manifest',
-           'check_artifact_files', 'load_artifact', 'wandb_artifact_ref']
+__all__ = ['ARTIFACT_FORMAT_VERSION', 'MANIFEST', 'MANIFEST_CHECKSUM', 'default_artifacts_dir', 'is_remote', 'local_copy',
+           'artifact_path', 'content_fingerprint', 'artifact_lock', 'remove_stale_staging', 'publish',
+           'staged_artifact', 'seeded_subset', 'JsonRecord', 'Manifest', 'data_files', 'write_manifest',
+           'read_manifest', 'check_artifact_files', 'load_artifact', 'remote_root', 'data_prefix', 'remote_manifest',
+           'artifact_exists', 'push_artifact', 'pull_artifact', 'wandb_artifact_ref']
 
 # %% ../nbs/05_artifacts.ipynb #bf1b6403
 ARTIFACT_FORMAT_VERSION = 2
@@ -36,13 +38,26 @@ def default_artifacts_dir()->Path:
     env = os.environ.get("ASR_FINETUNER_ARTIFACTS")
     return Path(env) if env else Path(datasets.config.HF_DATASETS_CACHE) / "asr_finetuner_artifacts"
 
+def is_remote(artifacts_dir:str|Path|None, # a folder or an fsspec URL
+             )->bool:
+    "Whether `artifacts_dir` is on object storage (any fsspec URL but `file://`)."
+    s = str(artifacts_dir or "")
+    return "://" in s and not s.startswith(("file://", "local://"))
+
+def local_copy(artifacts_dir:str, # an fsspec URL
+              )->Path: # the local folder holding copies of its artifacts
+    "Where artifacts of a remote folder are written before upload and kept after download: one folder per URL."
+    return default_artifacts_dir() / ".remote" / hashlib.sha256(artifacts_dir.rstrip("/").encode()).hexdigest()[:16]
+
 def artifact_path(artifact_name:str, # the artifact's name: letters, digits, '.', '_' and '-'
-                  artifacts_dir:str|Path|None=None, # folder of artifacts (default: `default_artifacts_dir()`)
+                  artifacts_dir:str|Path|None=None, # folder of artifacts (default: `default_artifacts_dir()`), or an fsspec URL
                  )->Path:
-    "The folder of the artifact called `artifact_name`."
+    "The folder of the artifact called `artifact_name` (of an fsspec URL: its local copy)."
     if not _NAME.match(artifact_name) or ".." in artifact_name:
         raise InputError(f"Artifact name {artifact_name!r} is not valid: use letters, digits, '.', '_' and '-' "
                          "(starting with a letter or digit), e.g. it-common-voice.")
+    if is_remote(artifacts_dir): artifacts_dir = local_copy(str(artifacts_dir))
+    elif str(artifacts_dir or "").startswith("file://"): artifacts_dir = str(artifacts_dir)[len("file://"):]
     folder = Path(artifacts_dir or default_artifacts_dir()).expanduser()
     if folder.exists() and not folder.is_dir():
         raise InputError(f"The artifacts folder {folder} is a file: give artifacts_dir a folder path.")
@@ -298,7 +313,8 @@ def load_artifact(artifact_name:str, # the artifact's name
                   artifacts_dir:str|Path|None=None, # where artifacts live (default: `default_artifacts_dir()`)
                   verify:bool=False, # also recompute the content fingerprint (reads all data)
                  )->tuple: # (DatasetDict with train and eval, `Manifest`)
-    "Open the artifact `artifact_name`, checked against its manifest."
+    "Open the artifact `artifact_name`, checked against its manifest (from object storage: through its local copy)."
+    if is_remote(artifacts_dir): return load_artifact(artifact_name, pull_artifact(artifact_name, artifacts_dir).parent, verify)
     folder = artifact_path(artifact_name, artifacts_dir)
     manifest = read_manifest(folder)
     check_artifact_files(folder, manifest)
@@ -306,6 +322,77 @@ def load_artifact(artifact_name:str, # the artifact's name
     if verify and content_fingerprint(dd, manifest.fingerprint_extra) != manifest.fingerprint:
         raise InputError(f"Artifact {folder} is corrupted: its content does not match its fingerprint. Preprocess it again.")
     return dd, manifest
+
+# %% ../nbs/05_artifacts.ipynb #r3m0te02
+def remote_root(artifacts_dir:str, # an fsspec URL
+               )->tuple: # (fsspec filesystem, path inside it)
+    "The filesystem and root of a remote artifacts folder; credentials in the URL are refused."
+    if "@" in artifacts_dir.split("://", 1)[1].split("/", 1)[0]:
+        raise InputError("artifacts_dir holds credentials: remove them from the URL and set them in the environment "
+                         "(AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the usual credentials file).")
+    try: fs, root = fsspec.core.url_to_fs(artifacts_dir)
+    except (ImportError, ValueError) as e:
+        raise InputError(f"Cannot open artifacts_dir {artifacts_dir}: {e}. For s3:// install s3fs, for gs:// gcsfs "
+                         "(pip install 'asr-finetuner[distributed]').") from None
+    return fs, root.rstrip("/")
+
+# %% ../nbs/05_artifacts.ipynb #r3m0te04
+def data_prefix(fingerprint:str)->str: return f"data-{fingerprint[:16]}"
+
+def remote_manifest(fs, # the store's filesystem
+                    folder:str, # the artifact's path in it
+                   )->tuple|None: # (manifest bytes, checksum file bytes), or None when there is no artifact
+    "The manifest of a remote artifact, with its checksum file (kept under the data's prefix: one write publishes both)."
+    try: raw = fs.cat_file(f"{folder}/{MANIFEST}")
+    except FileNotFoundError: return None
+    try: fingerprint = json.loads(raw)["fingerprint"]
+    except (ValueError, KeyError, TypeError): raise InputError(f"The manifest at {folder} is damaged: {Manifest.REPAIR}.") from None
+    try: return raw, fs.cat_file(f"{folder}/{data_prefix(fingerprint)}/{MANIFEST_CHECKSUM}")
+    except FileNotFoundError: raise InputError(f"The artifact at {folder} has lost its data ({data_prefix(fingerprint)}): {Manifest.REPAIR}.") from None
+
+def artifact_exists(artifact_name:str, # the artifact's name
+                    artifacts_dir:str, # the fsspec URL
+                   )->bool:
+    "Whether a complete artifact (one with a manifest) of that name is on the store."
+    fs, root = remote_root(artifacts_dir)
+    return fs.exists(f"{root}/{artifact_name}/{MANIFEST}")
+
+def push_artifact(folder:Path, # a complete local artifact (from the preprocess job)
+                  artifacts_dir:str, # the fsspec URL to publish it under
+                  if_exists:str="error", # "error", "overwrite" or "reuse" when it exists there
+                 )->str: # the artifact's URL
+    "Upload an artifact: its data under a prefix of its own, then its manifest, then remove prefixes no manifest names."
+    fs, root = remote_root(artifacts_dir)
+    dest, manifest = f"{root}/{folder.name}", read_manifest(folder)
+    if remote_manifest(fs, dest) is not None and if_exists != "overwrite":
+        if if_exists == "reuse": return f"{artifacts_dir.rstrip('/')}/{folder.name}"
+        raise InputError(f"Artifact {folder.name} already exists at {artifacts_dir}: choose another artifact_name, "
+                         "or set if_exists=overwrite (or reuse).")
+    data = f"{dest}/{data_prefix(manifest.fingerprint)}"
+    for p in sorted(folder.rglob("*")):
+        if p.is_file() and p.name != MANIFEST: fs.put_file(str(p), f"{data}/{p.relative_to(folder).as_posix()}")
+    fs.pipe_file(f"{dest}/{MANIFEST}", (folder / MANIFEST).read_bytes())  # last, in one write: from now on the artifact is complete
+    for old in fs.glob(f"{dest}/data-*"):
+        if old.rstrip("/").rsplit("/", 1)[-1] != data_prefix(manifest.fingerprint): fs.rm(old, recursive=True)
+    return f"{artifacts_dir.rstrip('/')}/{folder.name}"
+
+def pull_artifact(artifact_name:str, # the artifact's name
+                  artifacts_dir:str, # the fsspec URL it is published under
+                 )->Path: # its local copy, complete
+    "The local copy of a remote artifact, downloaded when it is missing or older than the remote one."
+    fs, root = remote_root(artifacts_dir)
+    final = artifact_path(artifact_name, local_copy(artifacts_dir))
+    found = remote_manifest(fs, f"{root}/{artifact_name}")
+    if found is None:
+        raise InputError(f"No artifact {artifact_name} at {artifacts_dir}: run the preprocess job with this artifact_name and "
+                         "artifacts_dir first (a job that did not finish leaves none).")
+    if (final / MANIFEST).is_file() and (final / MANIFEST).read_bytes() == found[0]: return final
+    with staged_artifact(final, "overwrite") as staging:
+        (staging / MANIFEST_CHECKSUM).write_bytes(found[1]); (staging / MANIFEST).write_bytes(found[0])
+        manifest = read_manifest(staging)
+        fs.get(f"{root}/{artifact_name}/{data_prefix(manifest.fingerprint)}/", str(staging), recursive=True)
+        check_artifact_files(staging, manifest)
+    return final
 
 # %% ../nbs/05_artifacts.ipynb #5a1d0b02
 def wandb_artifact_ref(manifest:Manifest, # an artifact's manifest

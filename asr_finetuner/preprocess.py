@@ -27,7 +27,8 @@ from .whisper import load_processor, vocabulary_hash
 from .sources import load_source
 from .packing import (HOP, SAMPLING_RATE as _RATE, clip_starts, join_frames, plan_windows, prompt_ids,
                                    timestamped_label, window_seconds_of)
-from .artifacts import (Manifest, artifact_path, content_fingerprint, read_manifest, seeded_subset,
+from .artifacts import (Manifest, artifact_exists, artifact_path, content_fingerprint, is_remote, pull_artifact, push_artifact,
+                                     read_manifest, seeded_subset,
                                      staged_artifact, wandb_artifact_ref, write_manifest)
 
 # %% auto #0
@@ -294,11 +295,11 @@ def preprocess(config:PreprocessConfig|None=None, # the job's parameters as an o
     "Run the preprocess job: read `dataset_name`, write the artifact `artifact_name`."
     cfg = config if config is not None else make_config(PreprocessConfig, **params)
     start = time.time()
-    final = artifact_path(cfg.artifact_name, cfg.artifacts_dir)
-    if final.exists() and cfg.if_exists != "overwrite":
-        if cfg.if_exists == "reuse": return read_manifest(final)
-        raise InputError(f"Artifact {cfg.artifact_name} already exists at {final}: choose another artifact_name, "
-                         "or set if_exists=overwrite (or reuse).")
+    final, remote = artifact_path(cfg.artifact_name, cfg.artifacts_dir), is_remote(cfg.artifacts_dir)
+    if (artifact_exists(cfg.artifact_name, cfg.artifacts_dir) if remote else final.exists()) and cfg.if_exists != "overwrite":
+        if cfg.if_exists == "reuse": return read_manifest(pull_artifact(cfg.artifact_name, cfg.artifacts_dir) if remote else final)
+        raise InputError(f"Artifact {cfg.artifact_name} already exists at {cfg.artifacts_dir if remote else final}: choose another "
+                         "artifact_name, or set if_exists=overwrite (or reuse).")
     processor = load_processor(cfg.model_id)
     check_pack_seconds(cfg.pack_seconds, processor.feature_extractor)
     prefix = label_prefix(processor.tokenizer, cfg.language, cfg.task)
@@ -309,7 +310,7 @@ def preprocess(config:PreprocessConfig|None=None, # the job's parameters as an o
     caps = {"train": cfg.max_train_samples, "eval": cfg.max_eval_samples}
     rows = {s: seeded_subset(source[s], caps[s], cfg.seed) for s in ("train", "eval")}
     check_free_space(final.parent, estimate_bytes(rows, processor.feature_extractor.feature_size))
-    with staged_artifact(final, cfg.if_exists) as staging:
+    with staged_artifact(final, "overwrite" if remote else cfg.if_exists) as staging:  # remote: the local copy is replaced
         work = staging / "_work"; work.mkdir()
         results = {s: process_split(rows[s], processor, cfg, prefix, work, s) for s in ("train", "eval")}
         reports = {s: _split_report(*results[s]) for s in results}
@@ -322,6 +323,7 @@ def preprocess(config:PreprocessConfig|None=None, # the job's parameters as an o
         _remove_tree(work)
         processor.save_pretrained(staging / "processor")
         write_manifest(staging, build_manifest(cfg, processor, info, reports, prefix, start, staging))
+    if remote: print(f"Uploaded to {push_artifact(final, cfg.artifacts_dir, cfg.if_exists)}")
     manifest = read_manifest(final)
     print(summary(manifest))
     if cfg.wandb: log_wandb_artifact(final, manifest, cfg.wandb_project)
