@@ -386,12 +386,15 @@ def pull_artifact(artifact_name:str, # the artifact's name
     if found is None:
         raise InputError(f"No artifact {artifact_name} at {artifacts_dir}: run the preprocess job with this artifact_name and "
                          "artifacts_dir first (a job that did not finish leaves none).")
-    if (final / MANIFEST).is_file() and (final / MANIFEST).read_bytes() == found[0]: return final
-    with staged_artifact(final, "overwrite") as staging:
-        (staging / MANIFEST_CHECKSUM).write_bytes(found[1]); (staging / MANIFEST).write_bytes(found[0])
-        manifest = read_manifest(staging)
-        fs.get(f"{root}/{artifact_name}/{data_prefix(manifest.fingerprint)}/", str(staging), recursive=True)
-        check_artifact_files(staging, manifest)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with open(final.parent / f".{final.name}.pull.lock", "w") as lock:  # the processes of a node download it once
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (final / MANIFEST).is_file() and (final / MANIFEST).read_bytes() == found[0]: return final
+        with staged_artifact(final, "overwrite") as staging:
+            (staging / MANIFEST_CHECKSUM).write_bytes(found[1]); (staging / MANIFEST).write_bytes(found[0])
+            manifest = read_manifest(staging)
+            fs.get(f"{root}/{artifact_name}/{data_prefix(manifest.fingerprint)}/", str(staging), recursive=True)
+            check_artifact_files(staging, manifest)
     return final
 
 # %% ../nbs/05_artifacts.ipynb #5a1d0b02

@@ -4,6 +4,7 @@ non-speech clips, held-out speech and long recordings with long gaps, with and w
     .venv/bin/python bench/silence_bench.py data   --work /tmp/asr-silence
     .venv/bin/python bench/silence_bench.py run    --work /tmp/asr-silence --name default      # then default-ns, overfit, overfit-ns
     .venv/bin/python bench/silence_bench.py score  --work /tmp/asr-silence --name base         # and each run's name
+    .venv/bin/python bench/silence_bench.py long   --work /tmp/asr-silence --name base         # only the long recordings again
     .venv/bin/python bench/silence_bench.py words  --work /tmp/asr-silence --name default-ns   # word timestamps, both head sets
     .venv/bin/python bench/silence_bench.py report --work /tmp/asr-silence
 
@@ -34,7 +35,6 @@ RUNS = {
     "overfit": dict(learning_rate=1e-4, max_train_samples=16, max_steps=30, warmup_steps=3),
     "overfit-ns": dict(learning_rate=1e-4, max_train_samples=16, max_steps=30, warmup_steps=3, nospeech_share=NOSPEECH_SHARE),
 }
-VAD_RUNS = ("base",)  # the long recordings are decoded with vad too for these (not every model: CPU time)
 KINDS = ("silence", "white", "pink", "brown", "hum", "music", "babble", "effects")
 CLIPS_PER_KIND = 13  # 8 kinds x 13 = 104 non-speech clips
 BLOCK_SENTENCES, BLOCKS, RECORDINGS = 3, 3, 12  # a long recording: blocks of 3 sentences, with gaps between them
@@ -210,6 +210,8 @@ def folder_of(work:Path, name:str)->Path: return build_model(work) if name == "b
 
 
 def in_gap(t:float, gaps:list, margin:float=1.0)->bool: return any(a + margin <= t <= b - margin for a, b in gaps)
+# A gap has text when a segment starts inside it (1 s in from either edge). A segment's middle would count the segments
+# that run from one block to the next across a gap VAD cut out (their ends are mapped back apart), which hold no text of the gap.
 
 
 def long_scores(runtime, recordings:list, options, word_timestamps:bool=False)->dict:
@@ -222,16 +224,15 @@ def long_scores(runtime, recordings:list, options, word_timestamps:bool=False)->
     start = time.time(); out = runtime.long(audio, "Italian", "transcribe", options); seconds = time.time() - start
     filled = lost = 0; errors = []
     for r, t in zip(recordings, out):
-        mids = [((s["start"] + s["end"]) / 2, s) for s in t["segments"]]
-        filled += sum(any(in_gap(m, [g]) for m, _ in mids) for g in r["gaps"])
-        lost += sum(not any(b["start"] - 0.5 <= m <= b["end"] + 0.5 for m, _ in mids) for b in r["blocks"])
+        filled += sum(any(in_gap(s["start"], [g]) for s in t["segments"]) for g in r["gaps"])
+        lost += sum(not any(s["start"] <= b["end"] + 0.5 and s["end"] >= b["start"] - 0.5 for s in t["segments"]) for b in r["blocks"])
         if word_timestamps:
             words = [w for s in t["segments"] for w in s.get("words", [])]
             for b in r["blocks"]:
                 after = [w for w in words if w["start"] >= b["start"] - 3.0]  # the gap before a block is >= 10 s
                 if after: errors.append(abs(after[0]["start"] - b["first_word"]))
     wer = asr_metrics([t["text"] for t in out], [" ".join(b["text"] for b in r["blocks"]) for r in recordings])
-    res = {"wer_normalized": wer["wer_normalized"], "gaps_with_text": filled, "gaps": sum(len(r["gaps"]) for r in recordings),
+    res = {"segments": [t["segments"] for t in out], "wer_normalized": wer["wer_normalized"], "gaps_with_text": filled, "gaps": sum(len(r["gaps"]) for r in recordings),
            "blocks_lost": lost, "blocks": sum(len(r["blocks"]) for r in recordings), "seconds": round(seconds, 1)}
     if word_timestamps: res.update(first_word_errors=[round(e, 3) for e in errors], median_first_word_error=float(np.median(errors)) if errors else None)
     return res
@@ -271,10 +272,24 @@ def score(a):
                      "seconds": round(time.time() - t0, 1)}
     long = json.loads((data / "long.json").read_text())
     from dataclasses import replace
-    res["long"] = {"plain": long_scores(rt, long, options)}
-    if a.name in VAD_RUNS: res["long"]["vad"] = long_scores(rt, long, replace(options, vad=True))
+    res["long"] = {"plain": long_scores(rt, long, options), "vad": long_scores(rt, long, replace(options, vad=True))}
     (work / "scores").mkdir(exist_ok=True); (work / "scores" / f"{a.name}.json").write_text(json.dumps(res, indent=1, ensure_ascii=False))
     print(json.dumps({k: v for k, v in res.items() if k != "nonspeech"} | {"nonspeech": {k: v for k, v in res["nonspeech"].items() if k != "gated_texts"}}))
+
+
+def long_only(a):
+    "The long recordings' part of a model's scores again, the rest of its scores kept (the score stage writes it too)."
+    import torch
+    from dataclasses import replace
+    from asr_finetuner.checks import transcribe_options
+    from asr_finetuner.runtimes import TransformersRuntime
+    torch.set_num_threads(2)
+    path = a.work / "scores" / f"{a.name}.json"; res = json.loads(path.read_text())
+    rt = TransformersRuntime(str(folder_of(a.work, a.name)))
+    long, options = json.loads((a.work / "data" / "long.json").read_text()), transcribe_options(rt.no_speech_threshold, max_length=128)
+    res["long"] = {"plain": long_scores(rt, long, options), "vad": long_scores(rt, long, replace(options, vad=True))}
+    path.write_text(json.dumps(res, indent=1, ensure_ascii=False))
+    print(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "segments"} for k, v in res["long"].items()}))
 
 
 def words(a):
@@ -304,7 +319,7 @@ def words(a):
             res["reselected"] = long_scores(rt, long, options, word_timestamps=True)
     res["heads"] = heads
     (work / "words").mkdir(exist_ok=True); (work / "words" / f"{a.name}.json").write_text(json.dumps(res, indent=1))
-    print(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "first_word_errors"} if k != "heads" else v for k, v in res.items()}))
+    print(json.dumps({k: {kk: vv for kk, vv in v.items() if kk not in ("first_word_errors", "segments")} if k != "heads" else v for k, v in res.items()}))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -347,12 +362,12 @@ def report(a):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("stage", choices=("data", "run", "score", "words", "report"))
+    ap.add_argument("stage", choices=("data", "run", "score", "long", "words", "report"))
     ap.add_argument("--work", type=Path, default=Path("/tmp/asr-silence"))
     ap.add_argument("--name", default="default")
     ap.add_argument("--seed", type=int, default=7)
     a = ap.parse_args()
-    {"data": make_data, "run": run, "score": score, "words": words, "report": report}[a.stage](a)
+    {"data": make_data, "run": run, "score": score, "long": long_only, "words": words, "report": report}[a.stage](a)
 
 
 if __name__ == "__main__":

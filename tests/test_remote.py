@@ -87,3 +87,30 @@ EXAMPLE = {"artifact_name": "it-cut", "created_at": "2026-12-01T00:00:00+00:00",
            "language": "Italian", "language_code": "it", "whisper_language": "it", "task": "transcribe", "label_prefix": [50258, 50274, 50359, 50363],
            "max_sequence_length": 255, "feature_extractor": {}, "n_mels": 80, "tokenizer": {}, "splits": {}, "features": {}, "versions": {},
            "seconds": 1.0, "fingerprint": ""}
+
+
+def test_two_nodes_train_on_one_remote_artifact(s3, tiny_model_dir, sample_dir, tmp_path, monkeypatch):
+    "Two torchrun nodes on 127.0.0.1 (gloo), each with its own disk, train on an artifact neither preprocessed."
+    import json, subprocess, sys
+    from pathlib import Path
+    from asr_finetuner.train_outputs import TrainMetrics
+    monkeypatch.setenv("ASR_FINETUNER_ARTIFACTS", str(tmp_path / "writer"))
+    preprocess(artifact_name="it-nodes", model_id=str(tiny_model_dir), dataset_name=str(sample_dir), artifacts_dir=s3, max_train_samples=8,
+               max_eval_samples=4, num_proc=1)
+    with socket.socket() as s: s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
+    bin_dir = Path(sys.executable).parent
+    args = {"model_name": "tiny-nodes", "model_id": str(tiny_model_dir), "dataset_name": str(sample_dir), "artifact_name": "it-nodes",
+            "artifacts_dir": s3, "output_dir": str(tmp_path / "model"), "max_steps": 2, "eval_steps": 2, "save_steps": 2, "logging_steps": 1,
+            "warmup_steps": 0, "train_batch_size": 2, "eval_batch_size": 4, "generation_max_length": 8}
+    nodes = [subprocess.Popen([str(bin_dir / "torchrun"), "--nnodes", "2", "--node_rank", str(rank), "--nproc_per_node", "1",
+                               "--master_addr", "127.0.0.1", "--master_port", str(port), str(bin_dir / "asr-finetuner"), "train",
+                               *[a for k, v in args.items() for a in (f"--{k}", str(v))]],
+                              env={**os.environ, "OMP_NUM_THREADS": "1", "ASR_FINETUNER_ARTIFACTS": str(tmp_path / f"node{rank}")},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for rank in (0, 1)]
+    outs = [n.communicate(timeout=600) for n in nodes]
+    assert [n.returncode for n in nodes] == [0, 0], [o[1][-2000:] for o in outs]
+    assert sum(o[0].count("Model tiny-nodes saved to") for o in outs) == 1  # the first node's first process writes the outputs
+    m = TrainMetrics.read(tmp_path / "model" / "metrics.json")
+    state = json.loads((tmp_path / "model" / "checkpoint-2" / "trainer_state.json").read_text())
+    assert m.steps == 2 and state["train_batch_size"] == 2
+    for rank in (0, 1): assert list((tmp_path / f"node{rank}" / ".remote").glob("*/it-nodes/manifest.json"))  # each node read its own copy
