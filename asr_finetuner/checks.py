@@ -320,8 +320,9 @@ class _Generated(dict):
 
 def window_attentions(model, # a Whisper model
                       window:dict, # from `alignment_windows`
-                     )->torch.Tensor: # float32 (layers, heads, label tokens less one, encoder frames of the audio)
-    "Every cross-attention head's weights while the window's label is teacher-forced, cropped to the audio."
+                      heads:list|None=None, # [layer, head] pairs to keep (None: every head)
+                     )->torch.Tensor: # float32 (layers, heads, label tokens less one, encoder frames of the audio), or (len(heads), ...)
+    "The cross-attention weights while the window's label is teacher-forced, cropped to the audio."
     impl = model.config._attn_implementation
     model.config._attn_implementation = "eager"  # what `generate` switches to for token timestamps: sdpa returns no weights
     try:
@@ -329,28 +330,33 @@ def window_attentions(model, # a Whisper model
             out = model(input_features=torch.as_tensor(window["features"])[None].to(model.device, model.dtype),
                         decoder_input_ids=torch.tensor([window["ids"][:-1]], device=model.device), output_attentions=True)
     finally: model.config._attn_implementation = impl
-    return torch.stack([a[0, :, :, : window["frames"] // 2] for a in out.cross_attentions]).float().cpu()
+    crop = lambda a: a[..., : window["frames"] // 2].float().cpu()
+    if heads is None: return torch.stack([crop(a[0]) for a in out.cross_attentions])
+    return torch.stack([crop(out.cross_attentions[l][0, h]) for l, h in heads])
 
-def head_scores(attentions:list, # per window, from `window_attentions`
+def head_scores(model, # a Whisper model
                 windows:list, # from `alignment_windows`
                )->np.ndarray: # (layers, heads): mean share of a clip's text attention on its own frames
-    "How well each head looks at the clip being transcribed."
+    "How well each head looks at the clip being transcribed (one window's weights in memory at a time)."
     shares = []
-    for a, w in zip(attentions, windows):
+    for w in windows:
+        a = window_attentions(model, w)
         marks = w["clips"] + [(len(w["ids"]), w["frames"])]  # a clip's text: from its first token to the next clip's two timestamps
         for (i, onset), (j, next_onset) in zip(marks, marks[1:]): shares.append(a[:, :, i:j - 2, onset // 2: next_onset // 2].sum(-1).mean(-1).numpy())
     return np.mean(shares, axis=0)
 
 def first_word_errors(model, # a Whisper model
-                      attentions:list, # per window, from `window_attentions`
+                      attentions:list, # per window, the weights of the heads `kept`, from `window_attentions`
                       windows:list, # from `alignment_windows`
-                      heads:list, # [layer, head] pairs
+                      heads:list, # [layer, head] pairs to time with, among `kept`
+                      kept:list, # the [layer, head] pairs `attentions` hold, in order
                      )->list: # seconds between each clip's first word start (DTW) and its speech onset
     "How far `heads` put each clip's first word from where its speech starts, timed as `generate` times words."
-    out = []
+    at, out = [kept.index(list(h)) for h in heads], []
     for a, w in zip(attentions, windows):
-        generated = _Generated(cross_attentions=(tuple(a[l][None] for l in range(len(a))),), sequences=torch.tensor([w["ids"]]))
-        times = model._extract_token_timestamps(generated, heads, num_frames=w["frames"], num_input_ids=w["prefix"])[0]
+        chosen = a[at][None]  # transformers reads layer `l`, head `h`: here every layer is the chosen heads, read as layer 0
+        generated = _Generated(cross_attentions=((chosen,) * model.config.decoder_layers,), sequences=torch.tensor([w["ids"]]))
+        times = model._extract_token_timestamps(generated, [[0, i] for i in range(len(at))], num_frames=w["frames"], num_input_ids=w["prefix"])[0]
         out += [abs(float(times[i]) - onset / 100) for i, onset in w["clips"]]
     return out
 
@@ -364,13 +370,14 @@ def select_alignment_heads(model, # a Whisper model
     windows = alignment_windows(model, tokenizer, frames, labels)
     if not windows: return None
     was_training = model.training; model.eval()
-    attentions = [window_attentions(model, w) for w in windows]
-    model.train(was_training)
-    scores = head_scores(attentions, windows)
+    scores = head_scores(model, windows)
     ranked = [list(map(int, np.unravel_index(k, scores.shape))) for k in np.argsort(-scores, axis=None, kind="stable")]
-    original = getattr(model.generation_config, "alignment_heads", None) or default_alignment_heads(model.config)
-    error = lambda heads: float(np.median(first_word_errors(model, attentions, windows, heads)))
+    original = [list(h) for h in getattr(model.generation_config, "alignment_heads", None) or default_alignment_heads(model.config)]
     candidates = [ranked[:n] for n in HEAD_SET_SIZES if n <= len(ranked)]
+    kept = candidates[-1] + [h for h in original if h not in candidates[-1]]  # the weights of these only: large models have 640 heads
+    attentions = [window_attentions(model, w, kept) for w in windows]
+    model.train(was_training)
+    error = lambda heads: float(np.median(first_word_errors(model, attentions, windows, heads, kept)))
     errors = [error(c) for c in candidates]
     best, own = int(np.argmin(errors)), error(original)
     keep = errors[best] <= own
