@@ -232,8 +232,8 @@ def generate_segments(model, # a Whisper model
                      )->list: # per file, its segments {start, end, text, window, timestamped[, words]}, in seconds from the file's start
     "Decode whole files with transformers' long-form algorithm."
     if word_timestamps and len(features) > 1:  # transformers 5.25 fails (IndexError in _extract_token_timestamps) on batches whose
-        return [s for i in range(len(features))  # files need different numbers of windows and fallbacks: one file at a time
-                for s in generate_segments(model, tokenizer, features[i:i + 1], attention_mask[i:i + 1], language, task, True, **options)]
+        return [generate_segments(model, tokenizer, features[i:i + 1], attention_mask[i:i + 1], language, task, True, **options)[0]
+                for i in range(len(features))]  # files need different numbers of windows and fallbacks: one file at a time
     set_language_and_task(model.generation_config, language, task)
     if word_timestamps: alignment_heads_of(model); options = {**options, "return_token_timestamps": True, "output_scores": True}
     with torch.inference_mode(), quiet_transformers(), _drop_window_scores(model, probabilities=word_timestamps):
