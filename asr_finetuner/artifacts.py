@@ -364,7 +364,7 @@ def push_artifact(folder:Path, # a complete local artifact (from the preprocess 
     "Upload an artifact: its data under a prefix of its own, then its manifest, then remove prefixes no manifest names."
     fs, root = remote_root(artifacts_dir)
     dest, manifest = f"{root}/{folder.name}", read_manifest(folder)
-    if remote_manifest(fs, dest) is not None and if_exists != "overwrite":
+    if artifact_exists(folder.name, artifacts_dir) and if_exists != "overwrite":
         if if_exists == "reuse": return f"{artifacts_dir.rstrip('/')}/{folder.name}"
         raise InputError(f"Artifact {folder.name} already exists at {artifacts_dir}: choose another artifact_name, "
                          "or set if_exists=overwrite (or reuse).")
